@@ -1,0 +1,59 @@
+"""ModelService: one model, served end to end in its own namespace. This is what other stacks import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components import specs
+from components.autoscaler import Autoscaler, AutoscalerArgs
+from components.config import ModelConfig
+from components.deployment import ModelDeployment, ModelDeploymentArgs
+from components.image import ModelImage, ModelImageArgs
+from components.kube import register
+from components.service import LoadBalancedService, LoadBalancedServiceArgs
+
+
+@dataclass
+class ModelServiceArgs:
+    model: ModelConfig
+    scheduling: specs.GpuScheduling
+    hub_token: pulumi.Input[str] | None = None
+    registry_password: pulumi.Input[str] | None = None
+
+
+class ModelService(pulumi.ComponentResource):
+    """Namespace, ModelImage, ModelDeployment, LoadBalancedService and (with autoscaling) Autoscaler.
+
+    Outputs: ``endpoint``, ``image_ref``, ``namespace``.
+    """
+
+    endpoint: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("model-serving:index:ModelService", name, None, opts)
+        model = args.model
+        ns = register(specs.namespace(model.namespace), pulumi.ResourceOptions(parent=self))
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        image = ModelImage(
+            name,
+            ModelImageArgs(image=model.image, registry_password=args.registry_password),
+            pulumi.ResourceOptions(parent=self),
+        )
+        deployment = ModelDeployment(
+            name,
+            ModelDeploymentArgs(
+                model=model, image_ref=image.image_ref, scheduling=args.scheduling, hub_token=args.hub_token
+            ),
+            in_ns,
+        )
+        service = LoadBalancedService(name, LoadBalancedServiceArgs(model=model), in_ns)
+        if model.autoscaling is not None:
+            Autoscaler(name, AutoscalerArgs(model=model), pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
+        self.endpoint = service.endpoint
+        self.image_ref = image.image_ref
+        self.namespace = pulumi.Output.from_input(model.namespace)
+        self.register_outputs({"endpoint": self.endpoint, "image_ref": self.image_ref, "namespace": self.namespace})

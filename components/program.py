@@ -1,0 +1,34 @@
+"""Reading the stack's config from Pulumi: the one place that turns config errors into a clean stop."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.config import ConfigError, StackConfig, TOP_KEYS, parse_stack_config
+
+_OBJECT_KEYS = ("gpuPool", "models")
+_SECRET_KEYS = ("hubToken", "registryPassword")
+
+
+def load_stack_config(config: pulumi.Config) -> StackConfig:
+    """Parse ``model-serving:*`` or stop the program with one message naming the key."""
+    raw: dict[str, object] = {}
+    try:
+        for key in TOP_KEYS:
+            value = config.get_object(key) if key in _OBJECT_KEYS else config.get(key)
+            if value is not None:
+                raw[key] = value
+    except pulumi.ConfigTypeError as error:
+        raise pulumi.RunError(f"model-serving:{error.key} is not valid JSON or YAML") from None
+    present = {}
+    for key in _SECRET_KEYS:
+        full = f"model-serving:{key}"
+        present[key] = pulumi.runtime.get_config(full) is not None
+        if present[key] and not pulumi.runtime.is_config_secret(full):
+            raise pulumi.RunError(f"{full} must be a secret: pulumi config set --secret {full} …")
+    try:
+        return parse_stack_config(
+            raw, has_hub_token=present["hubToken"], has_registry_password=present["registryPassword"]
+        )
+    except ConfigError as error:
+        raise pulumi.RunError(f"invalid stack config: model-serving:{error}") from None

@@ -1,0 +1,44 @@
+"""LoadBalancedService: the model's Service and the NetworkPolicy admitting only its port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components import specs
+from components.config import ModelConfig
+from components.kube import register
+
+
+@dataclass
+class LoadBalancedServiceArgs:
+    model: ModelConfig
+
+
+def _endpoint(status: Any, port: int, cluster_ip: str | None) -> str:
+    ingress = ((status or {}).get("load_balancer") or {}).get("ingress") or []
+    for entry in ingress:
+        host = entry.get("hostname") or entry.get("ip")
+        if host:
+            return f"http://{host}:{port}"
+    return f"http://{cluster_ip}:{port}" if cluster_ip else ""
+
+
+class LoadBalancedService(pulumi.ComponentResource):
+    """Output ``endpoint``: the load balancer's hostname or IP once the cluster reports one."""
+
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancedServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("model-serving:index:LoadBalancedService", name, None, opts)
+        model = args.model
+        child = pulumi.ResourceOptions(parent=self)
+        svc = register(specs.service(model), child)
+        register(specs.network_policy(model), child)
+        port = model.service.port
+        self.endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
+            lambda parts: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))
+        )
+        self.register_outputs({"endpoint": self.endpoint})

@@ -1,0 +1,814 @@
+"""GPU memory sizing for serving a decoder-only transformer with vLLM.
+
+Pure functions, standard library only. Given a model architecture, a weight
+dtype, the context length, the number of concurrent sequences and the GPU
+memory, :func:`size_model` picks the smallest valid tensor-parallel size and
+reports whether the model fits, and why not when it does not.
+
+Memory model (per replica; every figure is in bytes)
+-----------------------------------------------------
+``weights_bytes = ceil(params * DTYPE_BYTES[dtype])``
+    Dense weights. Quantisation scales, zero points and layers kept in high
+    precision (embeddings, ``lm_head``) of int4/int8 checkpoints are not
+    counted here; the overhead fraction below absorbs a few percent of that.
+
+``kv_cache_bytes_per_token = 2 * layers * kv_heads * head_dim * kv_bytes``
+    One key and one value vector per KV head per layer. ``kv_bytes`` comes
+    from ``kv_cache_dtype``; when it is ``None`` it follows ``dtype``, except
+    that int8/int4 weights (weight-only quantisation, activations in bf16)
+    get a bf16 cache.
+
+``kv_cache_bytes``
+    Worst case: ``max_num_seqs`` sequences all at ``max_model_len`` tokens,
+    each rounded up to vLLM's 16-token KV block. With tensor parallelism every
+    GPU holds ``kv_heads / tp`` KV heads; when ``tp > kv_heads`` each GPU
+    still holds one whole KV head (vLLM replicates them), so the total grows
+    by ``tp / kv_heads``. vLLM itself only refuses to start below one
+    ``max_model_len`` of cache; this figure is what serving ``max_num_seqs``
+    full-length sequences at once, without preemption, needs.
+
+``overhead_bytes`` (per GPU, then times ``tp``)
+    vLLM sizes its KV cache by profiling: of ``gpu_memory_bytes *
+    gpu_memory_utilization`` it subtracts the weights, the peak activation
+    memory of a dummy forward pass at the batched-token budget, and the
+    memory allocated outside PyTorch (CUDA context, cuBLAS workspaces, NCCL
+    buffers); CUDA graphs take a little more. We cannot profile, so we
+    reserve, on every GPU of the replica:
+
+    * ``OVERHEAD_FIXED_BYTES`` (2 GiB): activation peak at the default
+      batched-token budget, CUDA graphs and non-torch memory. vLLM's start-up
+      log for 7-8B models reports roughly 1-4 GiB for these together,
+      depending on ``max_num_batched_tokens``;
+    * ``OVERHEAD_WEIGHT_FRACTION`` (5 %) of the GPU's weight shard:
+      activation and workspace buffers grow with the hidden and MLP sizes,
+      and so do the weights; this also covers quantisation metadata;
+    * ``OVERHEAD_TP_COMM_BYTES`` (512 MiB) when ``tp > 1``: NCCL communicator
+      buffers and vLLM's custom all-reduce buffers.
+
+    Like vLLM, everything must fit inside the utilisation budget; the
+    ``1 - gpu_memory_utilization`` remainder is left as a safety margin.
+
+Fit: at tensor-parallel size ``tp`` one GPU holds
+``per_gpu_bytes = ceil(weights / tp) + overhead_per_gpu + kv_per_gpu`` and
+it fits when ``per_gpu_bytes <= usable_bytes_per_gpu``, where
+``usable_bytes_per_gpu = floor(gpu_memory_bytes * gpu_memory_utilization)``.
+
+Tensor-parallel size: a power of two that divides ``heads``, and either is
+divided by ``kv_heads`` or divides it (vLLM's condition for sharding or
+replicating KV heads). The smallest such size up to ``max_gpus`` that fits is
+chosen. One replica uses ``tp`` GPUs on one node; pipeline parallelism is
+not modelled.
+
+Pod recommendations
+-------------------
+``shm_bytes = SHM_BYTES_PER_GPU * tp`` (1 GiB per GPU)
+    vLLM's worker processes exchange data through ``/dev/shm`` (PyTorch
+    multiprocessing, vLLM's shared-memory broadcast queue, NCCL's SHM
+    transport when P2P is unavailable). A container runtime's 64 MiB default
+    is too small once ``tp > 1``. On Kubernetes this is a memory-backed
+    ``emptyDir`` whose pages count against the pod's memory limit.
+
+``host_memory_bytes`` (rounded up to a whole GiB)
+    ``HOST_BASE_BYTES`` (4 GiB: API server, tokenizer, engine process)
+    ``+ HOST_BYTES_PER_GPU * tp`` (2 GiB per GPU worker: CUDA/PyTorch
+    runtime, pinned staging buffers) ``+ ceil(weights / tp)`` (safetensors
+    are read through mmap: the page cache of the shard being streamed is
+    charged to the pod's cgroup; the rest is clean, reclaimable cache)
+    ``+ shm_bytes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from types import MappingProxyType
+
+__all__ = [
+    "DTYPE_BYTES",
+    "ModelArchitecture",
+    "SizingError",
+    "SizingRequest",
+    "SizingResult",
+    "format_bytes",
+    "main",
+    "min_gpus_for_weights",
+    "parse_memory",
+    "size_model",
+    "valid_tensor_parallel_sizes",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+DTYPE_BYTES: Mapping[str, float] = MappingProxyType(
+    {
+        "fp32": 4.0,
+        "bf16": 2.0,
+        "fp16": 2.0,
+        "fp8": 1.0,
+        "int8": 1.0,
+        "int4": 0.5,
+    }
+)
+"""Bytes per element for each supported dtype."""
+
+DTYPE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "float32": "fp32",
+        "float": "fp32",
+        "bfloat16": "bf16",
+        "float16": "fp16",
+        "half": "fp16",
+        "fp8_e4m3": "fp8",
+        "fp8_e5m2": "fp8",
+    }
+)
+"""Other spellings accepted for a dtype (Hugging Face and vLLM names)."""
+
+WEIGHT_ONLY_QUANTIZED_DTYPES = frozenset({"int8", "int4"})
+"""Weight dtypes whose activations, hence default KV cache, stay in bf16."""
+
+KV_BLOCK_TOKENS = 16
+"""vLLM's default KV-cache block size; each sequence is rounded up to it."""
+
+OVERHEAD_FIXED_BYTES = 2 * GiB
+OVERHEAD_WEIGHT_FRACTION = 0.05
+OVERHEAD_TP_COMM_BYTES = 512 * MiB
+SHM_BYTES_PER_GPU = 1 * GiB
+HOST_BASE_BYTES = 4 * GiB
+HOST_BYTES_PER_GPU = 2 * GiB
+
+
+class SizingError(ValueError):
+    """An invalid sizing input. ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field = field
+
+
+def _check_positive_int(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SizingError(field, f"must be an integer (got {value!r})")
+    if value <= 0:
+        raise SizingError(field, f"must be positive (got {value})")
+
+
+def _normalize_dtype(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise SizingError(field, f"must be a string (got {value!r})")
+    key = value.strip().lower()
+    key = DTYPE_ALIASES.get(key, key)
+    if key not in DTYPE_BYTES:
+        choices = ", ".join(DTYPE_BYTES)
+        raise SizingError(field, f"must be one of {choices} (got {value!r})")
+    return key
+
+
+def _is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class ModelArchitecture:
+    """The figures of a model that drive memory use (from its config.json)."""
+
+    params: float
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    def __post_init__(self) -> None:
+        params: object = self.params
+        if isinstance(params, bool) or not isinstance(params, int | float):
+            raise SizingError("params", f"must be a number (got {params!r})")
+        if not math.isfinite(params) or params <= 0:
+            raise SizingError("params", f"must be positive (got {params!r})")
+        for name in ("layers", "heads", "kv_heads", "head_dim"):
+            _check_positive_int(name, getattr(self, name))
+        if self.heads % self.kv_heads:
+            raise SizingError(
+                "kv_heads",
+                f"must divide heads (got {self.heads} % {self.kv_heads})",
+            )
+
+
+def is_valid_tensor_parallel_size(architecture: ModelArchitecture, tp: int) -> bool:
+    """Whether vLLM can shard ``architecture`` over ``tp`` GPUs.
+
+    ``tp`` must be a power of two dividing ``heads``; KV heads are sharded
+    when ``kv_heads >= tp`` (so ``tp`` must divide them) and replicated
+    otherwise (so ``kv_heads`` must divide ``tp``).
+    """
+    if not _is_power_of_two(tp) or architecture.heads % tp:
+        return False
+    if architecture.kv_heads >= tp:
+        return architecture.kv_heads % tp == 0
+    return tp % architecture.kv_heads == 0
+
+
+def valid_tensor_parallel_sizes(
+    architecture: ModelArchitecture, limit: int
+) -> list[int]:
+    """Valid tensor-parallel sizes up to ``limit``, ascending (1 is always one)."""
+    sizes: list[int] = []
+    tp = 1
+    while tp <= limit:
+        if is_valid_tensor_parallel_size(architecture, tp):
+            sizes.append(tp)
+        tp *= 2
+    return sizes
+
+
+def _invalid_power_of_two_note(architecture: ModelArchitecture, limit: int) -> str:
+    notes: list[str] = []
+    tp = 1
+    while tp <= limit:
+        if not is_valid_tensor_parallel_size(architecture, tp):
+            if architecture.heads % tp:
+                notes.append(f"{tp} does not divide heads={architecture.heads}")
+            else:
+                notes.append(
+                    f"{tp} and kv_heads={architecture.kv_heads} do not divide"
+                    " each other"
+                )
+        tp *= 2
+    return "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class SizingRequest:
+    """What to size. See the module docstring for the memory model."""
+
+    architecture: ModelArchitecture
+    dtype: str = "bf16"
+    kv_cache_dtype: str | None = None
+    max_model_len: int = 4096
+    max_num_seqs: int = 1
+    gpu_memory_bytes: int = 80 * GiB
+    gpu_memory_utilization: float = 0.9
+    gpus: int | None = None
+    max_gpus: int = 8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.architecture, ModelArchitecture):
+            raise SizingError(
+                "architecture",
+                f"must be a ModelArchitecture (got {self.architecture!r})",
+            )
+        object.__setattr__(self, "dtype", _normalize_dtype("dtype", self.dtype))
+        if self.kv_cache_dtype is not None:
+            object.__setattr__(
+                self,
+                "kv_cache_dtype",
+                _normalize_dtype("kv_cache_dtype", self.kv_cache_dtype),
+            )
+        for name in ("max_model_len", "max_num_seqs", "gpu_memory_bytes", "max_gpus"):
+            _check_positive_int(name, getattr(self, name))
+        utilization: object = self.gpu_memory_utilization
+        if (
+            isinstance(utilization, bool)
+            or not isinstance(utilization, int | float)
+            or not 0 < utilization <= 1
+        ):
+            raise SizingError(
+                "gpu_memory_utilization",
+                f"must be in (0, 1] (got {utilization!r})",
+            )
+        if self.gpus is not None:
+            _check_positive_int("gpus", self.gpus)
+            if not is_valid_tensor_parallel_size(self.architecture, self.gpus):
+                arch = self.architecture
+                valid = valid_tensor_parallel_sizes(arch, max(self.gpus, arch.heads))
+                raise SizingError(
+                    "gpus",
+                    "must be a valid tensor-parallel size: a power of two"
+                    f" dividing heads={arch.heads} and compatible with"
+                    f" kv_heads={arch.kv_heads} (got {self.gpus}; valid:"
+                    f" {', '.join(map(str, valid))})",
+                )
+
+    @property
+    def effective_kv_cache_dtype(self) -> str:
+        """The KV-cache dtype actually sized (pass it to vLLM explicitly)."""
+        if self.kv_cache_dtype is not None:
+            return self.kv_cache_dtype
+        if self.dtype in WEIGHT_ONLY_QUANTIZED_DTYPES:
+            return "bf16"
+        return self.dtype
+
+    @property
+    def usable_bytes_per_gpu(self) -> int:
+        """``floor(gpu_memory_bytes * gpu_memory_utilization)``, computed exactly."""
+        usable = Decimal(self.gpu_memory_bytes) * Decimal(
+            repr(float(self.gpu_memory_utilization))
+        )
+        return int(usable.to_integral_value(rounding=ROUND_FLOOR))
+
+    @property
+    def tokens_per_sequence(self) -> int:
+        """``max_model_len`` rounded up to whole KV blocks."""
+        blocks = -(-self.max_model_len // KV_BLOCK_TOKENS)
+        return blocks * KV_BLOCK_TOKENS
+
+
+@dataclass(frozen=True)
+class SizingResult:
+    """The outcome of :func:`size_model`. Byte counts are whole bytes.
+
+    ``kv_cache_bytes``, ``overhead_bytes`` and ``total_bytes`` are summed over
+    the ``tensor_parallel_size`` GPUs of one replica (including KV heads
+    replicated when ``tp > kv_heads``); ``per_gpu_bytes`` is one GPU's share.
+    ``kv_cache_capacity_tokens`` is how many tokens of KV cache the memory
+    left after weights and overhead holds at this size (vLLM logs the same
+    figure as "GPU KV cache size"), 0 when even the weights do not fit.
+    """
+
+    weights_bytes: int
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+    total_bytes: int
+    tensor_parallel_size: int
+    gpus_per_replica: int
+    fits: bool
+    reason: str
+    per_gpu_bytes: int
+    usable_bytes_per_gpu: int
+    shm_bytes: int
+    host_memory_bytes: int
+    kv_cache_capacity_tokens: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """The result as a JSON-serialisable dict (one key per field)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def format_bytes(value: int) -> str:
+    """``value`` in binary units with two decimals, e.g. ``'14.96 GiB'``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    scaled = float(value)
+    unit = units[0]
+    for unit in units:
+        if abs(scaled) < 1024 or unit == units[-1]:
+            break
+        scaled /= 1024
+    if unit == "B":
+        return f"{value} B"
+    return f"{scaled:.2f} {unit}"
+
+
+def _weights_bytes(request: SizingRequest) -> int:
+    return math.ceil(request.architecture.params * DTYPE_BYTES[request.dtype])
+
+
+def _kv_bytes_per_token(request: SizingRequest, kv_heads: int) -> int:
+    arch = request.architecture
+    element = DTYPE_BYTES[request.effective_kv_cache_dtype]
+    return math.ceil(2 * arch.layers * kv_heads * arch.head_dim * element)
+
+
+def _kv_heads_per_gpu(architecture: ModelArchitecture, tp: int) -> int:
+    return max(architecture.kv_heads // tp, 1)
+
+
+def _overhead_per_gpu(weights_per_gpu: int, tp: int) -> int:
+    overhead = OVERHEAD_FIXED_BYTES + math.ceil(
+        OVERHEAD_WEIGHT_FRACTION * weights_per_gpu
+    )
+    if tp > 1:
+        overhead += OVERHEAD_TP_COMM_BYTES
+    return overhead
+
+
+def _weights_fit(request: SizingRequest, tp: int) -> tuple[bool, int, int]:
+    weights_per_gpu = -(-_weights_bytes(request) // tp)
+    overhead = _overhead_per_gpu(weights_per_gpu, tp)
+    fits = weights_per_gpu + overhead <= request.usable_bytes_per_gpu
+    return fits, weights_per_gpu, overhead
+
+
+def _budget(request: SizingRequest) -> str:
+    return (
+        f"{format_bytes(request.usable_bytes_per_gpu)} usable per GPU"
+        f" ({format_bytes(request.gpu_memory_bytes)} x"
+        f" {request.gpu_memory_utilization:g})"
+    )
+
+
+def _plan(request: SizingRequest, tp: int) -> SizingResult:
+    """Size ``request`` at tensor-parallel size ``tp`` (assumed valid)."""
+    arch = request.architecture
+    weights = _weights_bytes(request)
+    weights_fit, weights_per_gpu, overhead_per_gpu = _weights_fit(request, tp)
+    kv_per_token = _kv_bytes_per_token(request, arch.kv_heads)
+    kv_per_token_per_gpu = _kv_bytes_per_token(request, _kv_heads_per_gpu(arch, tp))
+    tokens = request.tokens_per_sequence * request.max_num_seqs
+    kv_per_gpu = kv_per_token_per_gpu * tokens
+    per_gpu = weights_per_gpu + overhead_per_gpu + kv_per_gpu
+    usable = request.usable_bytes_per_gpu
+    free = usable - weights_per_gpu - overhead_per_gpu
+    capacity = 0
+    if free > 0:
+        capacity = free // kv_per_token_per_gpu // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
+    fits = per_gpu <= usable
+
+    reason = ""
+    if not weights_fit:
+        reason = (
+            f"at tensor_parallel_size={tp} each GPU needs"
+            f" {format_bytes(weights_per_gpu)} of {request.dtype} weights plus"
+            f" {format_bytes(overhead_per_gpu)} overhead, more than the"
+            f" {_budget(request)}"
+        )
+    elif not fits:
+        sequences = capacity // request.tokens_per_sequence
+        reason = (
+            f"at tensor_parallel_size={tp} the KV cache for"
+            f" {request.max_num_seqs} x {request.max_model_len} tokens needs"
+            f" {format_bytes(kv_per_gpu)} per GPU, but only {format_bytes(free)}"
+            f" of the {_budget(request)} remain after"
+            f" {format_bytes(weights_per_gpu)} of weights and"
+            f" {format_bytes(overhead_per_gpu)} overhead: room for {capacity:,}"
+            f" tokens ({sequences:,} sequences of max_model_len)"
+        )
+
+    shm = SHM_BYTES_PER_GPU * tp
+    host = HOST_BASE_BYTES + HOST_BYTES_PER_GPU * tp + weights_per_gpu + shm
+    host = -(-host // GiB) * GiB
+    return SizingResult(
+        weights_bytes=weights,
+        kv_cache_bytes_per_token=kv_per_token,
+        kv_cache_bytes=kv_per_gpu * tp,
+        overhead_bytes=overhead_per_gpu * tp,
+        total_bytes=weights + kv_per_gpu * tp + overhead_per_gpu * tp,
+        tensor_parallel_size=tp,
+        gpus_per_replica=tp,
+        fits=fits,
+        reason=reason,
+        per_gpu_bytes=per_gpu,
+        usable_bytes_per_gpu=usable,
+        shm_bytes=shm,
+        host_memory_bytes=host,
+        kv_cache_capacity_tokens=capacity,
+    )
+
+
+def min_gpus_for_weights(request: SizingRequest) -> int:
+    """Smallest valid tensor-parallel size at which weights plus overhead fit.
+
+    KV cache is ignored, and so are ``gpus`` and ``max_gpus``: every valid
+    size up to ``heads`` is tried, so an explicit ``gpus`` can be checked
+    against it. Raises :class:`SizingError` (field ``gpu_memory_bytes``) when
+    the weights fit at no valid size.
+    """
+    arch = request.architecture
+    sizes = valid_tensor_parallel_sizes(arch, arch.heads)
+    for tp in sizes:
+        if _weights_fit(request, tp)[0]:
+            return tp
+    largest = sizes[-1]
+    _, weights_per_gpu, overhead = _weights_fit(request, largest)
+    raise SizingError(
+        "gpu_memory_bytes",
+        f"is too small for the weights at any valid tensor-parallel size: at"
+        f" the largest, {largest}, each GPU needs {format_bytes(weights_per_gpu)}"
+        f" of weights plus {format_bytes(overhead)} overhead, more than the"
+        f" {_budget(request)}",
+    )
+
+
+def _weights_hint(request: SizingRequest) -> str:
+    try:
+        needed = min_gpus_for_weights(request)
+    except SizingError:
+        return "the weights fit at no valid tensor-parallel size"
+    return f"the weights alone need at least {needed} GPUs"
+
+
+def size_model(request: SizingRequest) -> SizingResult:
+    """Choose a tensor-parallel size for ``request`` (or check ``gpus``).
+
+    With ``gpus`` set, that size is checked. Otherwise the smallest valid size
+    up to ``max_gpus`` that fits is returned; when none fits, the result is
+    for the largest valid size, with ``fits=False`` and the reason.
+    """
+    arch = request.architecture
+    if request.gpus is not None:
+        result = _plan(request, request.gpus)
+        if result.fits:
+            return result
+        reason = f"does not fit on gpus={request.gpus}: {result.reason}"
+        if not _weights_fit(request, request.gpus)[0]:
+            reason += f"; {_weights_hint(request)}"
+        return _with_reason(result, reason)
+
+    sizes = valid_tensor_parallel_sizes(arch, request.max_gpus)
+    for tp in sizes:
+        result = _plan(request, tp)
+        if result.fits:
+            return result
+    valid = ", ".join(map(str, sizes))
+    reason = (
+        f"no valid tensor-parallel size up to max_gpus={request.max_gpus} fits"
+        f" (valid for heads={arch.heads}, kv_heads={arch.kv_heads}: {valid}"
+    )
+    invalid = _invalid_power_of_two_note(arch, request.max_gpus)
+    if invalid:
+        reason += f"; {invalid}"
+    reason += f"): {result.reason}"
+    if not _weights_fit(request, result.tensor_parallel_size)[0]:
+        reason += f"; {_weights_hint(request)}"
+    return _with_reason(result, reason)
+
+
+def _with_reason(result: SizingResult, reason: str) -> SizingResult:
+    return replace(result, reason=reason[0].upper() + reason[1:] + ".")
+
+
+_MEMORY_PATTERN = re.compile(
+    r"^\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*"
+    r"(?P<unit>[A-Za-z]*)\s*$"
+)
+_MEMORY_UNITS: Mapping[str, int] = MappingProxyType(
+    {
+        "": 1,
+        "b": 1,
+        **{p: 1000**i for i, p in enumerate("kmgtpe", start=1)},
+        **{f"{p}b": 1000**i for i, p in enumerate("kmgtpe", start=1)},
+        **{f"{p}i": 1024**i for i, p in enumerate("kmgtpe", start=1)},
+        **{f"{p}ib": 1024**i for i, p in enumerate("kmgtpe", start=1)},
+    }
+)
+
+
+def parse_memory(value: str) -> int:
+    """Parse a memory size into bytes.
+
+    Accepts plain bytes (``"85899345920"``), Kubernetes-style binary units
+    (``"80Gi"``, ``"81920Mi"``), the same with ``B`` (``"80GiB"``) and decimal
+    SI units (``"80G"``, ``"80GB"`` = 80 * 10**9). Units are
+    case-insensitive; fractions are rounded up to a whole byte. Raises
+    :class:`ValueError` naming the value when it is malformed or not positive.
+    """
+    match = _MEMORY_PATTERN.match(value)
+    multiplier = _MEMORY_UNITS.get(match.group("unit").lower()) if match else None
+    if match is None or multiplier is None:
+        raise ValueError(
+            f"invalid memory size {value!r}: expected a number with an optional"
+            " unit such as Ki, Mi, Gi, Ti (or KiB, GiB) or K, M, G, T (or GB)"
+        )
+    try:
+        amount = Decimal(match.group("number")) * multiplier
+        size = int(amount.to_integral_value(rounding=ROUND_CEILING))
+    except (InvalidOperation, OverflowError) as exc:
+        raise ValueError(f"invalid memory size {value!r}: {exc}") from exc
+    if size <= 0:
+        raise ValueError(f"invalid memory size {value!r}: must be positive")
+    return size
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+_FIELD_FLAGS: Mapping[str, str] = MappingProxyType(
+    {
+        "params": "--params",
+        "layers": "--layers",
+        "heads": "--heads",
+        "kv_heads": "--kv-heads",
+        "head_dim": "--head-dim",
+        "dtype": "--dtype",
+        "kv_cache_dtype": "--kv-cache-dtype",
+        "max_model_len": "--max-model-len",
+        "max_num_seqs": "--max-num-seqs",
+        "gpu_memory_bytes": "--gpu-memory",
+        "gpu_memory_utilization": "--gpu-memory-utilization",
+        "gpus": "--gpus",
+        "max_gpus": "--max-gpus",
+    }
+)
+
+_COUNT_SUFFIXES: Mapping[str, float] = MappingProxyType(
+    {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+)
+
+
+def _positive_int_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return value
+
+
+def _params_arg(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.eE+-]+?)\s*([kKmMbBtT]?)\s*", text)
+    value = math.nan
+    if match:
+        try:
+            value = float(match.group(1)) * _COUNT_SUFFIXES[match.group(2).lower()]
+        except ValueError:
+            value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive parameter count such as 8.03e9 or 8.03B (got {text!r})"
+        )
+    return value
+
+
+def _fraction_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {text!r})")
+    return value
+
+
+def _memory_arg(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _dtype_arg(text: str) -> str:
+    try:
+        return _normalize_dtype("dtype", text)
+    except SizingError as exc:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(DTYPE_BYTES)} (got {text!r})"
+        ) from exc
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m components.sizing",
+        description=(
+            "Estimate the GPU memory needed to serve a model with vLLM and the"
+            " tensor-parallel size to use. Exit status: 0 fits, 1 does not fit,"
+            " 2 bad arguments."
+        ),
+    )
+    model = parser.add_argument_group("model (from config.json)")
+    model.add_argument("--params", type=_params_arg, required=True)
+    model.add_argument("--layers", type=_positive_int_arg, required=True)
+    model.add_argument(
+        "--heads", type=_positive_int_arg, required=True, help="attention heads"
+    )
+    model.add_argument("--kv-heads", type=_positive_int_arg, required=True)
+    model.add_argument("--head-dim", type=_positive_int_arg, required=True)
+    model.add_argument(
+        "--dtype",
+        type=_dtype_arg,
+        default="bf16",
+        help=f"weight dtype: {', '.join(DTYPE_BYTES)} (default bf16)",
+    )
+    model.add_argument(
+        "--kv-cache-dtype",
+        type=_dtype_arg,
+        default=None,
+        help="KV cache dtype (default: weight dtype; bf16 for int8/int4)",
+    )
+    serving = parser.add_argument_group("serving")
+    serving.add_argument("--max-model-len", type=_positive_int_arg, default=4096)
+    serving.add_argument("--max-num-seqs", type=_positive_int_arg, default=1)
+    serving.add_argument(
+        "--gpu-memory",
+        type=_memory_arg,
+        default=80 * GiB,
+        help="memory of one GPU, e.g. 80Gi, 81920Mi, 24G (default 80Gi)",
+    )
+    serving.add_argument("--gpu-memory-utilization", type=_fraction_arg, default=0.9)
+    serving.add_argument(
+        "--gpus",
+        type=_positive_int_arg,
+        default=None,
+        help="check this GPU count instead of choosing one",
+    )
+    serving.add_argument(
+        "--max-gpus",
+        type=_positive_int_arg,
+        default=8,
+        help="largest tensor-parallel size to consider (default 8)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _render_table(request: SizingRequest, result: SizingResult) -> str:
+    arch = request.architecture
+    tp = result.tensor_parallel_size
+    kv_dtype = request.effective_kv_cache_dtype
+    per_seq = request.tokens_per_sequence
+    rows: list[tuple[str, str, str]] = [
+        ("Weights", format_bytes(result.weights_bytes), request.dtype),
+        (
+            "KV cache per token",
+            format_bytes(result.kv_cache_bytes_per_token),
+            (
+                f"{kv_dtype}, 2 x {arch.layers} layers x {arch.kv_heads} kv_heads"
+                f" x {arch.head_dim}"
+            ),
+        ),
+        (
+            "KV cache",
+            format_bytes(result.kv_cache_bytes),
+            (
+                f"{request.max_num_seqs} x {request.max_model_len} tokens"
+                " (max_num_seqs x max_model_len)"
+            ),
+        ),
+        (
+            "Overhead",
+            format_bytes(result.overhead_bytes),
+            f"{format_bytes(result.overhead_bytes // tp)} per GPU",
+        ),
+        ("Total", format_bytes(result.total_bytes), f"over {tp} GPU(s)"),
+        (
+            "Per GPU",
+            format_bytes(result.per_gpu_bytes),
+            (
+                f"of {format_bytes(result.usable_bytes_per_gpu)} usable"
+                f" ({format_bytes(request.gpu_memory_bytes)} x"
+                f" {request.gpu_memory_utilization:g})"
+            ),
+        ),
+        (
+            "KV cache capacity",
+            f"{result.kv_cache_capacity_tokens:,} tokens",
+            (
+                f"{result.kv_cache_capacity_tokens / per_seq:.1f}x"
+                f" {per_seq}-token sequences"
+            ),
+        ),
+        ("Tensor parallel size", str(tp), ""),
+        ("GPUs per replica", str(result.gpus_per_replica), ""),
+        ("/dev/shm", format_bytes(result.shm_bytes), ""),
+        ("Host memory limit", format_bytes(result.host_memory_bytes), ""),
+        ("Fits", "yes" if result.fits else "no", ""),
+    ]
+    label_width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    lines = [
+        f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip()
+        for label, value, note in rows
+    ]
+    if result.reason:
+        lines.append(f"Reason: {result.reason}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns 0 fits, 1 does not fit, 2 bad input."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # argparse has printed the message already
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        request = SizingRequest(
+            architecture=ModelArchitecture(
+                params=args.params,
+                layers=args.layers,
+                heads=args.heads,
+                kv_heads=args.kv_heads,
+                head_dim=args.head_dim,
+            ),
+            dtype=args.dtype,
+            kv_cache_dtype=args.kv_cache_dtype,
+            max_model_len=args.max_model_len,
+            max_num_seqs=args.max_num_seqs,
+            gpu_memory_bytes=args.gpu_memory,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            gpus=args.gpus,
+            max_gpus=args.max_gpus,
+        )
+    except SizingError as exc:
+        flag = _FIELD_FLAGS.get(exc.field, exc.field)
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: argument {flag}: {exc}", file=sys.stderr)
+        return 2
+    result = size_model(request)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(_render_table(request, result))
+    return 0 if result.fits else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,569 @@
+"""Pure builders: validated config in, plain Kubernetes objects (wire-form dicts) out.
+
+Every Kubernetes field the program emits is written here, one builder per kind. Nothing in this
+module talks to Pulumi except that an image reference or a secret may be a ``pulumi.Output``
+placed inside a dict, which the Kubernetes provider resolves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from components.config import GpuPoolConfig, ModelConfig
+
+Obj = dict[str, Any]
+
+PART_OF = "model-serving"
+UID = 10001  # the app/ image's user; high enough not to collide with host users
+HTTP_PORT_NAME = "http"
+HUB_TOKEN_DIR = "/var/run/secrets/model-hub"
+CACHE_DIR = "/cache"
+DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
+
+
+@dataclass(frozen=True)
+class GpuScheduling:
+    """What a GPU workload needs to land on the pool: GpuNodePool's contract with deployments."""
+
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, str], ...]
+    runtime_class_name: str
+    gpu_resource_name: str
+
+
+def gpu_scheduling(pool: GpuPoolConfig) -> GpuScheduling:
+    return GpuScheduling(
+        node_selector=dict(pool.node_selector),
+        tolerations=({"key": pool.taint.key, "operator": "Exists", "effect": pool.taint.effect},),
+        runtime_class_name=pool.runtime_class,
+        gpu_resource_name=pool.gpu_resource_name,
+    )
+
+
+def _meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | None = None, **extra: Any) -> Obj:
+    meta: Obj = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
+    meta.update({k: v for k, v in extra.items() if v})
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Model objects
+# ---------------------------------------------------------------------------------------------
+
+
+def selector_labels(model: ModelConfig) -> dict[str, str]:
+    """The immutable subset used by selectors (Deployment, Service, PDB, NetworkPolicy)."""
+    return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/instance": model.name}
+
+
+def model_labels(model: ModelConfig) -> dict[str, str]:
+    return {
+        **selector_labels(model),
+        "app.kubernetes.io/component": "inference",
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def namespace(name: str, *, pod_security: str = "restricted") -> Obj:
+    labels = {
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+        "pod-security.kubernetes.io/enforce": pod_security,
+        "pod-security.kubernetes.io/warn": pod_security,
+    }
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(name, labels=labels)}
+
+
+def service_account(model: ModelConfig) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        # The server never calls the Kubernetes API.
+        "automountServiceAccountToken": False,
+    }
+
+
+def hub_token_secret(model: ModelConfig, token: Any) -> Obj:
+    """The model-hub token, mounted as a file; ``token`` is a secret pulumi.Output."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(f"{model.name}-hub-token", model.namespace, model_labels(model)),
+        "type": "Opaque",
+        "stringData": {"token": token},
+    }
+
+
+def model_cache_claim(model: ModelConfig) -> Obj | None:
+    if model.cache.type != "pvc":
+        return None
+    spec: Obj = {
+        "accessModes": [model.cache.access_mode],
+        "resources": {"requests": {"storage": model.cache.size}},
+    }
+    if model.cache.storage_class:
+        spec["storageClassName"] = model.cache.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(f"{model.name}-cache", model.namespace, model_labels(model)),
+        "spec": spec,
+    }
+
+
+def tensor_parallel_size(model: ModelConfig) -> int:
+    if model.sizing is not None:
+        return model.sizing.tensor_parallel_size
+    return max(1, model.resources.gpus)
+
+
+def container_args(model: ModelConfig) -> list[str]:
+    if model.engine != "vllm":
+        return list(model.args)
+    args = ["--model", model.model_id, "--port", str(model.port), "--host", "0.0.0.0"]
+    args += ["--tensor-parallel-size", str(tensor_parallel_size(model))]
+    if model.architecture is not None:
+        arch = model.architecture
+        args += [
+            "--max-model-len",
+            str(arch.max_model_len),
+            "--max-num-seqs",
+            str(arch.max_num_seqs),
+            "--gpu-memory-utilization",
+            str(arch.gpu_memory_utilization),
+        ]
+    return args + list(model.args)
+
+
+def container_env(model: ModelConfig) -> list[Obj]:
+    env = {
+        "MODEL_ID": model.model_id,
+        "PORT": str(model.port),
+        # The root filesystem is read-only: every cache and home directory points at a volume.
+        "HOME": "/tmp",
+        "HF_HOME": CACHE_DIR,
+        "XDG_CACHE_HOME": "/tmp/.cache",
+    }
+    if model.engine == "server":
+        env["DRAIN_SECONDS"] = "25"
+    if model.hub_token:
+        # HF_TOKEN_PATH is read by huggingface_hub (vLLM); HF_TOKEN_FILE by the app/ server.
+        env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
+        env["HF_TOKEN_FILE"] = f"{HUB_TOKEN_DIR}/token"
+    env.update(model.env)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def resources(model: ModelConfig, gpu_resource_name: str) -> Obj:
+    amounts: dict[str, str] = {
+        "cpu": model.resources.cpu,
+        "memory": model.resources.memory,
+        "ephemeral-storage": model.resources.ephemeral_storage,
+    }
+    if model.resources.gpus:
+        amounts[gpu_resource_name] = str(model.resources.gpus)
+    # Requests equal limits: Guaranteed QoS, and GPUs cannot be overcommitted anyway.
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def probes(model: ModelConfig) -> Obj:
+    period = model.probes.period_seconds
+    http = {"port": HTTP_PORT_NAME}
+    return {
+        # Gates the other probes until the model has loaded: the budget covers the slowest load.
+        "startupProbe": {
+            "httpGet": {**http, "path": model.readiness_path},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": math.ceil(model.probes.model_load_seconds / period),
+        },
+        "readinessProbe": {
+            "httpGet": {**http, "path": model.readiness_path},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {**http, "path": model.liveness_path},
+            "periodSeconds": 15,
+            "timeoutSeconds": 10,
+            "failureThreshold": 4,
+        },
+    }
+
+
+def _volumes(model: ModelConfig) -> tuple[list[Obj], list[Obj]]:
+    volumes: list[Obj] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.shm_size}},
+    ]
+    mounts: list[Obj] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": CACHE_DIR},
+    ]
+    if model.cache.type == "pvc":
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{model.name}-cache"}})
+    else:
+        volumes.append({"name": "model-cache", "emptyDir": {"sizeLimit": model.cache.size}})
+    if model.hub_token:
+        volumes.append(
+            {"name": "hub-token", "secret": {"secretName": f"{model.name}-hub-token", "defaultMode": 0o440}}
+        )
+        mounts.append({"name": "hub-token", "mountPath": HUB_TOKEN_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def pod_security_context() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def progress_deadline_seconds(model: ModelConfig) -> int:
+    # Image pulls of tens of GiB plus the model load; the default 600 s fails healthy rollouts.
+    return max(600, model.probes.model_load_seconds + 900)
+
+
+def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
+    selector = selector_labels(model)
+    volumes, mounts = _volumes(model)
+    container: Obj = {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": container_args(model),
+        "env": container_env(model),
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": model.port, "protocol": "TCP"}],
+        "resources": resources(model, scheduling.gpu_resource_name),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        **probes(model),
+    }
+    pod_spec: Obj = {
+        "serviceAccountName": model.name,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": volumes,
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+            }
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+        ],
+    }
+    if model.resources.gpus:
+        pod_spec["nodeSelector"] = dict(scheduling.node_selector)
+        pod_spec["tolerations"] = [dict(t) for t in scheduling.tolerations]
+        pod_spec["runtimeClassName"] = scheduling.runtime_class_name
+    spec: Obj = {
+        "selector": {"matchLabels": selector},
+        "revisionHistoryLimit": 5,
+        "progressDeadlineSeconds": progress_deadline_seconds(model),
+        # maxSurge 0 by default: a rollout frees a GPU before it asks for one.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": model.rollout.max_surge, "maxUnavailable": model.rollout.max_unavailable},
+        },
+        "template": {
+            "metadata": {
+                "labels": model_labels(model),
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(model.port),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if model.autoscaling is None:
+        spec["replicas"] = model.replicas  # left out under an HPA, which owns the count
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "spec": spec,
+    }
+
+
+def disruption_budget(model: ModelConfig) -> Obj | None:
+    if model.max_replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(model)},
+            # A pod stuck loading must not block node drains.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def service(model: ModelConfig) -> Obj:
+    cfg = model.service
+    spec: Obj = {
+        "type": cfg.type,
+        "selector": selector_labels(model),
+        "ports": [{"name": HTTP_PORT_NAME, "port": cfg.port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+        "sessionAffinity": cfg.session_affinity,
+    }
+    if cfg.session_affinity == "ClientIP":
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
+    if cfg.type in ("LoadBalancer", "NodePort"):
+        spec["externalTrafficPolicy"] = cfg.external_traffic_policy
+    if cfg.source_ranges:
+        spec["loadBalancerSourceRanges"] = list(cfg.source_ranges)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(model.name, model.namespace, model_labels(model), annotations=dict(cfg.annotations)),
+        "spec": spec,
+    }
+
+
+def network_policy(model: ModelConfig) -> Obj:
+    rule: Obj = {"ports": [{"protocol": "TCP", "port": model.port}]}
+    if model.service.allow_from:
+        rule["from"] = [{"ipBlock": {"cidr": cidr}} for cidr in model.service.allow_from]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(model)},
+            "policyTypes": ["Ingress"],
+            "ingress": [rule],
+        },
+    }
+
+
+def _hpa_metric(model: ModelConfig) -> Obj:
+    assert model.autoscaling is not None
+    metric = model.autoscaling.metric
+    if metric.type == "cpu":
+        return {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": metric.target_utilization},
+            },
+        }
+    identifier: Obj = {"name": metric.name}
+    if metric.selector:
+        identifier["selector"] = {"matchLabels": dict(metric.selector)}
+    if metric.type == "pods":
+        return {
+            "type": "Pods",
+            "pods": {"metric": identifier, "target": {"type": "AverageValue", "averageValue": metric.target_average_value}},
+        }
+    return {
+        "type": "External",
+        "external": {"metric": identifier, "target": {"type": "Value", "value": metric.target_value}},
+    }
+
+
+def autoscaler(model: ModelConfig) -> Obj | None:
+    auto = model.autoscaling
+    if auto is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": model.name},
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [_hpa_metric(model)],
+            # GPU pods take minutes to become ready: add one at a time, remove slowly.
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": auto.scale_up_window_seconds,
+                    "selectPolicy": "Max",
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": auto.scale_down_window_seconds,
+                    "selectPolicy": "Min",
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                },
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU pool objects
+# ---------------------------------------------------------------------------------------------
+
+
+def device_plugin_labels() -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": DEVICE_PLUGIN_NAME,
+        "app.kubernetes.io/instance": DEVICE_PLUGIN_NAME,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def device_plugin_config(pool: GpuPoolConfig) -> Obj:
+    settings: Obj = {"version": "v1", "flags": {"migStrategy": pool.device_plugin.mig_strategy}}
+    if pool.device_plugin.time_slicing_replicas > 1:
+        settings["sharing"] = {
+            "timeSlicing": {
+                "resources": [{"name": pool.gpu_resource_name, "replicas": pool.device_plugin.time_slicing_replicas}]
+            }
+        }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{DEVICE_PLUGIN_NAME}-config", pool.device_plugin.namespace, device_plugin_labels()),
+        "data": {"config.yaml": yaml.safe_dump(settings, sort_keys=False)},
+    }
+
+
+def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
+    labels = device_plugin_labels()
+    scheduling = gpu_scheduling(pool)
+    container: Obj = {
+        "name": DEVICE_PLUGIN_NAME,
+        "image": pool.device_plugin.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["--config-file=/config/config.yaml"],
+        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+        # It registers a socket in the kubelet's directory: root, but nothing more.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "200m", "memory": "256Mi"},
+        },
+        "volumeMounts": [
+            {"name": "device-plugins", "mountPath": "/var/lib/kubelet/device-plugins"},
+            {"name": "config", "mountPath": "/config", "readOnly": True},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(DEVICE_PLUGIN_NAME, pool.device_plugin.namespace, labels),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "automountServiceAccountToken": False,
+                    "nodeSelector": dict(scheduling.node_selector),
+                    "tolerations": [
+                        *(dict(t) for t in scheduling.tolerations),
+                        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                    ],
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
+                        {"name": "config", "configMap": {"name": f"{DEVICE_PLUGIN_NAME}-config"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def runtime_class(pool: GpuPoolConfig) -> Obj:
+    scheduling = gpu_scheduling(pool)
+    return {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": _meta(pool.runtime_class, labels={"app.kubernetes.io/part-of": PART_OF}),
+        "handler": "nvidia",
+        # Pods naming this class land on GPU nodes even if they forget the selector.
+        "scheduling": {
+            "nodeSelector": dict(scheduling.node_selector),
+            "tolerations": [dict(t) for t in scheduling.tolerations],
+        },
+    }
+
+
+def karpenter_node_pool(pool: GpuPoolConfig) -> Obj | None:
+    karpenter = pool.karpenter
+    if karpenter is None:
+        return None
+    requirements: list[Obj] = [
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(karpenter.capacity_types)},
+    ]
+    if karpenter.instance_types:
+        requirements.append(
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(karpenter.instance_types)}
+        )
+    if karpenter.gpu_products:
+        requirements.append(
+            {"key": "karpenter.k8s.aws/instance-gpu-name", "operator": "In", "values": list(karpenter.gpu_products)}
+        )
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": _meta(pool.name, labels={"app.kubernetes.io/part-of": PART_OF}),
+        "spec": {
+            "template": {
+                "metadata": {"labels": dict(pool.node_selector)},
+                "spec": {
+                    "nodeClassRef": {
+                        "group": karpenter.node_class_group,
+                        "kind": karpenter.node_class_kind,
+                        "name": karpenter.node_class_name,
+                    },
+                    "requirements": requirements,
+                    "taints": [{"key": pool.taint.key, "value": pool.taint.value, "effect": pool.taint.effect}],
+                    "expireAfter": karpenter.expire_after,
+                },
+            },
+            # The GPU budget: Karpenter stops launching nodes once the pool holds this many GPUs.
+            "limits": {pool.gpu_resource_name: str(pool.gpu_budget)},
+            "disruption": {
+                "consolidationPolicy": karpenter.consolidation_policy,
+                "consolidateAfter": karpenter.consolidate_after,
+                "budgets": [{"nodes": karpenter.disruption_budget_nodes}],
+            },
+        },
+    }

@@ -1,0 +1,159 @@
+"""Runs the real ``__main__.py`` under Pulumi mocks with a stack file's config, and records the graph.
+
+``run_stack("prod")`` returns every resource the program registered (type, logical name, inputs as
+the engine would see them, parent URN, which input paths are secret) and the stack outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks
+from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parents[1]
+STACKS = sorted(p.name.split(".")[1] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+PROJECT = "model-serving"
+
+# The values the integration tests and README use for secrets in throwaway stacks.
+TEST_SECRETS = {"hubToken": "hf_test_token_value", "registryPassword": "registry-test-password"}
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_paths: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+
+@dataclass
+class Run:
+    resources: list[Registered]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Registered:
+        found = [r for r in self.resources if r.type == type_ and r.name == name]
+        assert len(found) == 1, f"expected one {type_} {name!r}, found {len(found)}"
+        return found[0]
+
+    def kubernetes_objects(self) -> list[Registered]:
+        return [r for r in self.resources if r.custom and r.type.startswith("kubernetes:") and "Provider" not in r.type]
+
+
+def _secret_paths(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, dict):
+        if value.get(_special_sig_key) == _special_secret_sig:
+            return [path or "."]
+        return [p for k, v in value.items() for p in _secret_paths(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _secret_paths(v, f"{path}[{i}]")]
+    return []
+
+
+class _Recorder(mocks.Mocks):
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/image:Image":
+            name = args.inputs.get("imageName", "image")
+            outputs["repoDigest"] = f"{name.split(':')[0]}@sha256:{'ab' * 32}"
+        return f"{args.name}-id", outputs
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _Monitor(mocks.MockMonitor):
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__(recorder)
+        self.registered: list[Registered] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            inputs = _sync_await(_deserialize(request.object))
+            self.registered.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    inputs=inputs,
+                    secret_paths=_secret_paths(raw),
+                )
+            )
+        return response
+
+
+async def _deserialize(obj: Any) -> dict[str, Any]:
+    from pulumi.runtime import rpc
+
+    return dict(rpc.deserialize_properties(obj))
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The ``config:`` block of ``stacks/Pulumi.<stack>.yaml``."""
+    data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return dict(data.get("config") or {})
+
+
+def run_stack(
+    stack: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    preview: bool = False,
+) -> Run:
+    """Run ``__main__.py`` under mocks with the stack file's config.
+
+    ``overrides`` replace ``model-serving:<key>`` values; ``config`` replaces the whole block.
+    Secrets default to :data:`TEST_SECRETS` and are set as secret config, like ``--secret``.
+    """
+    values = copy.deepcopy(dict(config) if config is not None else stack_config(stack))
+    for key, value in (overrides or {}).items():
+        values[f"{PROJECT}:{key}"] = value
+    secret_values = dict(TEST_SECRETS if secrets is None else secrets)
+    for key, value in secret_values.items():
+        values[f"{PROJECT}:{key}"] = value
+    flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+    monitor = _Monitor(_Recorder())
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack resource per run
+    pulumi.runtime.set_all_config(flat, secret_keys=[f"{PROJECT}:{k}" for k in secret_values])
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    outputs: dict[str, Any] = {}
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    from pulumi.runtime.stack import run_pulumi_func
+
+    mocks.SETTINGS.rpc_manager.clear() if hasattr(mocks, "SETTINGS") else None
+    _sync_await(run_pulumi_func(program))
+    root = pulumi.runtime.settings.get_root_resource()
+    for key, value in (getattr(root, "outputs", None) or {}).items():
+        outputs[key] = _sync_await(pulumi.Output.from_input(value).future())
+    return Run(resources=monitor.registered, outputs=outputs)
