@@ -19,7 +19,7 @@ export PULUMI_BACKEND_URL ?= file://$(ROOT)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= model-serving-local
 POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-config policy/config/$(STACK).json,)
 
-.PHONY: help venv pulumi up preview destroy test unit lint image-test bench clean
+.PHONY: help venv pulumi pulumi-cmd up preview destroy test unit lint image-test bench clean
 
 help:
 	@echo "make up          pulumi up of the local stack (renders manifests to rendered/local/)"
@@ -51,6 +51,10 @@ preview: venv pulumi
 
 destroy: venv pulumi
 	pulumi destroy --yes --stack $(STACK)
+
+# Any pulumi command with this Makefile's offline environment: make pulumi-cmd ARGS="stack ls".
+pulumi-cmd:
+	pulumi $(ARGS)
 
 lint: venv
 	$(BIN)/ruff format --check .

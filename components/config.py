@@ -14,11 +14,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
-from kubernetes.utils.quantity import parse_quantity
+from kubernetes.utils.quantity import parse_quantity as _untyped_parse_quantity
 
 from components import sizing
+
+# The official client's parser (the same one the policy pack uses), given a type.
+parse_quantity = cast(Callable[[str], Decimal], _untyped_parse_quantity)
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Reference: [registry[:port]/]path[:tag][@sha256:<64 hex>]
@@ -79,7 +82,7 @@ class _Node:
     def child(self, name: str, known: Sequence[str]) -> _Node:
         return _Node(self.key(name), self.raw.get(name) or {}, known)
 
-    def str(self, name: str, default: str | None = None, *, pattern: re.Pattern[str] | None = None) -> str:
+    def string(self, name: str, default: str | None = None, *, pattern: re.Pattern[str] | None = None) -> str:
         value = self.raw.get(name, default)
         if value is None:
             raise ConfigError(self.key(name), "is required")
@@ -89,11 +92,11 @@ class _Node:
             raise ConfigError(self.key(name), f"is not valid (got {value!r})")
         return value
 
-    def opt_str(self, name: str, *, pattern: re.Pattern[str] | None = None) -> str | None:
-        return self.str(name, pattern=pattern) if self.has(name) else None
+    def opt_string(self, name: str, *, pattern: re.Pattern[str] | None = None) -> str | None:
+        return self.string(name, pattern=pattern) if self.has(name) else None
 
     def name(self, name: str, default: str | None = None) -> str:
-        value = self.str(name, default)
+        value = self.string(name, default)
         if len(value) > 63 or not DNS1123_LABEL.match(value):
             raise ConfigError(
                 self.key(name),
@@ -107,13 +110,13 @@ class _Node:
             raise ConfigError(self.key(name), f"must be one of {', '.join(map(str, choices))} (got {value!r})")
         return value  # type: ignore[return-value]
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         value = self.raw.get(name, default)
         if not isinstance(value, bool):
             raise ConfigError(self.key(name), f"must be true or false (got {value!r})")
         return value
 
-    def int(self, name: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.raw.get(name, default)
         if value is None:
             raise ConfigError(self.key(name), "is required")
@@ -149,7 +152,7 @@ class _Node:
             raise ConfigError(self.key(name), f"must be positive (got {value!r})")
         return value
 
-    def str_list(self, name: str, check: Callable[[str, str], None] | None = None) -> tuple[str, ...]:
+    def strings(self, name: str, check: Callable[[str, str], None] | None = None) -> tuple[str, ...]:
         value = self.raw.get(name) or []
         if not isinstance(value, list):
             raise ConfigError(self.key(name), f"must be a list (got {_kind(value)})")
@@ -160,7 +163,7 @@ class _Node:
                 check(f"{self.key(name)}[{i}]", item)
         return tuple(value)
 
-    def str_map(self, name: str, *, key_pattern: re.Pattern[str] | None = None) -> dict[str, str]:
+    def string_map(self, name: str, *, key_pattern: re.Pattern[str] | None = None) -> dict[str, str]:
         value = self.raw.get(name) or {}
         if not isinstance(value, Mapping):
             raise ConfigError(self.key(name), f"must be an object of strings (got {_kind(value)})")
@@ -364,6 +367,9 @@ class ModelConfig:
     service: ServiceConfig
     architecture: Architecture | None = None
     sizing: sizing.SizingResult | None = None
+    # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the
+    # config does not cover. null deletes a key; the policy pack still checks the result.
+    container_patch: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def max_replicas(self) -> int:
@@ -426,6 +432,7 @@ MODEL_KEYS = (
     "autoscaling",
     "rollout",
     "service",
+    "containerPatch",
 )
 
 
@@ -438,7 +445,7 @@ def parse_stack_config(
     if namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
         raise ConfigError("namespace", f"must not be a system namespace (got {namespace!r})")
     pool = _parse_pool(top.child("gpuPool", POOL_KEYS))
-    override = top.opt_str("imageRefOverride")
+    override = top.opt_string("imageRefOverride")
     if override is not None:
         _check_image("imageRefOverride", override)
 
@@ -478,26 +485,26 @@ def parse_stack_config(
         namespace=namespace,
         models=tuple(models),
         gpu_pool=pool,
-        render_directory=top.opt_str("renderDirectory"),
-        kube_context=top.opt_str("kubeContext"),
+        render_directory=top.opt_string("renderDirectory"),
+        kube_context=top.opt_string("kubeContext"),
     )
 
 
 def _parse_pool(node: _Node) -> GpuPoolConfig:
     taint_node = node.child("taint", ("key", "value", "effect"))
     taint = Taint(
-        key=taint_node.str("key", Taint.key),
-        value=taint_node.str("value", Taint.value),
+        key=taint_node.string("key", Taint.key),
+        value=taint_node.string("value", Taint.value),
         effect=taint_node.choice("effect", TAINT_EFFECTS, Taint.effect),
     )
     _check_label_key(taint_node.key("key"), taint.key)
     dp_node = node.child("devicePlugin", ("enabled", "image", "namespace", "timeSlicingReplicas", "migStrategy"))
     defaults = DevicePluginConfig()
     device_plugin = DevicePluginConfig(
-        enabled=dp_node.bool("enabled", defaults.enabled),
-        image=dp_node.str("image", defaults.image),
+        enabled=dp_node.flag("enabled", defaults.enabled),
+        image=dp_node.string("image", defaults.image),
         namespace=dp_node.name("namespace", defaults.namespace),
-        time_slicing_replicas=dp_node.int("timeSlicingReplicas", 1, minimum=1, maximum=64),
+        time_slicing_replicas=dp_node.integer("timeSlicingReplicas", 1, minimum=1, maximum=64),
         mig_strategy=dp_node.choice("migStrategy", MIG_STRATEGIES, "none"),
     )
     _check_image(dp_node.key("image"), device_plugin.image)
@@ -518,18 +525,18 @@ def _parse_pool(node: _Node) -> GpuPoolConfig:
                 ),
             )
         )
-    node_selector = node.str_map("nodeSelector", key_pattern=LABEL_KEY) if node.has("nodeSelector") else None
-    budget = node.int("gpuBudget", minimum=1) if node.has("gpuBudget") else None
+    node_selector = node.string_map("nodeSelector", key_pattern=LABEL_KEY) if node.has("nodeSelector") else None
+    budget = node.integer("gpuBudget", minimum=1) if node.has("gpuBudget") else None
     if karpenter is not None and budget is None:
         raise ConfigError(node.key("gpuBudget"), "is required with gpuPool.karpenter (it becomes the NodePool limit)")
-    gpu_memory = node.str("gpuMemory", GpuPoolConfig.gpu_memory)
+    gpu_memory = node.string("gpuMemory", GpuPoolConfig.gpu_memory)
     try:
         sizing.parse_memory(gpu_memory)
     except ValueError:
         raise ConfigError(node.key("gpuMemory"), f"is not a memory size such as 80Gi (got {gpu_memory!r})") from None
     pool = GpuPoolConfig(
         name=node.name("name", GpuPoolConfig.name),
-        gpu_resource_name=node.str("gpuResourceName", GpuPoolConfig.gpu_resource_name),
+        gpu_resource_name=node.string("gpuResourceName", GpuPoolConfig.gpu_resource_name),
         taint=taint,
         runtime_class=node.name("runtimeClass", GpuPoolConfig.runtime_class),
         gpu_budget=budget,
@@ -552,18 +559,20 @@ def _parse_karpenter(node: _Node) -> KarpenterConfig:
     ref = node.child("nodeClassRef", ("group", "kind", "name"))
     defaults = KarpenterConfig()
     config = KarpenterConfig(
-        node_class_group=ref.str("group", defaults.node_class_group),
-        node_class_kind=ref.str("kind", defaults.node_class_kind),
+        node_class_group=ref.string("group", defaults.node_class_group),
+        node_class_kind=ref.string("kind", defaults.node_class_kind),
         node_class_name=ref.name("name", defaults.node_class_name),
-        instance_types=node.str_list("instanceTypes"),
-        gpu_products=node.str_list("gpuProducts"),
-        capacity_types=node.str_list("capacityTypes") or defaults.capacity_types,
+        instance_types=node.strings("instanceTypes"),
+        gpu_products=node.strings("gpuProducts"),
+        capacity_types=node.strings("capacityTypes") or defaults.capacity_types,
         consolidation_policy=node.choice("consolidationPolicy", CONSOLIDATION_POLICIES, defaults.consolidation_policy),
-        consolidate_after=node.str("consolidateAfter", defaults.consolidate_after, pattern=DURATION),
-        disruption_budget_nodes=node.str(
-            "disruptionBudgetNodes", defaults.disruption_budget_nodes, pattern=re.compile(r"^([0-9]+|100|[0-9]{1,2})%?$")
+        consolidate_after=node.string("consolidateAfter", defaults.consolidate_after, pattern=DURATION),
+        disruption_budget_nodes=node.string(
+            "disruptionBudgetNodes",
+            defaults.disruption_budget_nodes,
+            pattern=re.compile(r"^([0-9]+|100|[0-9]{1,2})%?$"),
         ),
-        expire_after=node.str("expireAfter", defaults.expire_after, pattern=DURATION),
+        expire_after=node.string("expireAfter", defaults.expire_after, pattern=DURATION),
     )
     for i, capacity in enumerate(config.capacity_types):
         if capacity not in CAPACITY_TYPES:
@@ -593,54 +602,60 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
         cpu=res_node.quantity("cpu", "4"),
         memory=res_node.quantity("memory", memory_default or "16Gi"),
         ephemeral_storage=res_node.quantity("ephemeralStorage", "10Gi"),
-        gpus=res_node.int("gpus", gpus_default if gpus_default is not None else 1, minimum=0, maximum=16),
+        gpus=res_node.integer("gpus", gpus_default if gpus_default is not None else 1, minimum=0, maximum=16),
     )
 
-    replicas = node.int("replicas", 1, minimum=1, maximum=1000)
+    replicas = node.integer("replicas", 1, minimum=1, maximum=1000)
     autoscaling = _parse_autoscaling(node) if node.has("autoscaling") else None
     if autoscaling is not None and node.has("replicas"):
         raise ConfigError(node.key("replicas"), "conflicts with autoscaling: the HPA owns the replica count")
 
     rollout_node = node.child("rollout", ("maxSurge", "maxUnavailable"))
     rollout = Rollout(
-        max_surge=rollout_node.int("maxSurge", 0, maximum=100),
-        max_unavailable=rollout_node.int("maxUnavailable", 1, maximum=100),
+        max_surge=rollout_node.integer("maxSurge", 0, maximum=100),
+        max_unavailable=rollout_node.integer("maxUnavailable", 1, maximum=100),
     )
     if rollout.max_surge == 0 and rollout.max_unavailable == 0:
-        raise ConfigError(rollout_node.key("maxUnavailable"), "must be >= 1 when maxSurge is 0, or a rollout never starts")
+        raise ConfigError(
+            rollout_node.key("maxUnavailable"), "must be >= 1 when maxSurge is 0, or a rollout never starts"
+        )
 
     probe_node = node.child("probes", ("modelLoadSeconds", "periodSeconds"))
     probes = Probes(
-        model_load_seconds=probe_node.int(
+        model_load_seconds=probe_node.integer(
             "modelLoadSeconds", int(engine_defaults["modelLoadSeconds"]), minimum=10, maximum=4 * 3600
         ),
-        period_seconds=probe_node.int("periodSeconds", 10, minimum=1, maximum=300),
+        period_seconds=probe_node.integer("periodSeconds", 10, minimum=1, maximum=300),
     )
 
     cache_node = node.child("modelCache", ("type", "size", "storageClass", "accessMode"))
     cache = ModelCache(
         type=cache_node.choice("type", CACHE_TYPES, "emptyDir"),
         size=cache_node.quantity("size", "20Gi"),
-        storage_class=cache_node.opt_str("storageClass"),
+        storage_class=cache_node.opt_string("storageClass"),
         access_mode=cache_node.choice("accessMode", ACCESS_MODES, "ReadWriteOnce"),
     )
     max_replicas = autoscaling.max_replicas if autoscaling else replicas
-    if cache.type == "pvc" and max_replicas + rollout.max_surge > 1 and cache.access_mode not in ("ReadWriteMany", "ReadOnlyMany"):
+    if (
+        cache.type == "pvc"
+        and max_replicas + rollout.max_surge > 1
+        and cache.access_mode not in ("ReadWriteMany", "ReadOnlyMany")
+    ):
         raise ConfigError(
             cache_node.key("accessMode"),
             f"must be ReadWriteMany or ReadOnlyMany when more than one pod shares the cache (got {cache.access_mode})",
         )
 
-    port = node.int("port", int(engine_defaults["port"]), minimum=1, maximum=65535)
+    port = node.integer("port", int(engine_defaults["port"]), minimum=1, maximum=65535)
     service = _parse_service(node.child("service", SERVICE_KEYS))
-    env = node.str_map("env", key_pattern=ENV_NAME)
-    args = node.str_list("args")
+    env = node.string_map("env", key_pattern=ENV_NAME)
+    args = node.strings("args")
     shm_default = _gibibytes(sized.shm_bytes) if sized else ("8Gi" if resources.gpus > 1 else "1Gi")
     model = ModelConfig(
         name=name,
         namespace=model_ns,
         engine=engine,
-        model_id=node.str("modelId"),
+        model_id=node.string("modelId"),
         image=image,
         resources=resources,
         port=port,
@@ -650,7 +665,8 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
         probes=probes,
         cache=cache,
         shm_size=node.quantity("shmSize", shm_default),
-        hub_token=node.bool("hubToken", False),
+        hub_token=node.flag("hubToken", False),
+        container_patch=_parse_patch(node),
         autoscaling=autoscaling,
         rollout=rollout,
         service=service,
@@ -666,6 +682,18 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
     return model
 
 
+def _parse_patch(node: _Node) -> dict[str, Any]:
+    patch = node.raw.get("containerPatch") or {}
+    if not isinstance(patch, Mapping):
+        raise ConfigError(node.key("containerPatch"), f"must be an object (a JSON merge patch; got {_kind(patch)})")
+    for protected in ("name", "image"):
+        if protected in patch:
+            raise ConfigError(
+                f"{node.key('containerPatch')}.{protected}", "is set by the program and cannot be patched"
+            )
+    return dict(patch)
+
+
 def _gibibytes(value: int) -> str:
     return f"{max(1, math.ceil(value / 2**30))}Gi"
 
@@ -676,30 +704,30 @@ def _parse_image(node: _Node, override: str | None) -> ImageConfig:
     if node.has("ref") == node.has("build"):
         raise ConfigError(node.path, "must set exactly one of ref (a prebuilt image) or build")
     if node.has("ref"):
-        ref = node.str("ref")
+        ref = node.string("ref")
         _check_image(node.key("ref"), ref)
         return ImageConfig(ref=ref)
     build = node.child(
         "build", ("imageName", "context", "dockerfile", "args", "platform", "cacheFrom", "push", "registry")
     )
-    image_name = build.str("imageName")
+    image_name = build.string("imageName")
     _check_image(build.key("imageName"), image_name)
     registry = build.child("registry", ("server", "username"))
-    cache_from = build.str_list("cacheFrom", _check_image)
-    push = build.bool("push", False)
+    cache_from = build.strings("cacheFrom", _check_image)
+    push = build.flag("push", False)
     if push and not registry.has("server"):
         raise ConfigError(registry.key("server"), "is required when push is true")
     return ImageConfig(
         build=ImageBuildConfig(
             image_name=image_name,
-            context=build.str("context", "app"),
-            dockerfile=build.str("dockerfile", "app/Dockerfile"),
-            args=build.str_map("args", key_pattern=ENV_NAME),
+            context=build.string("context", "app"),
+            dockerfile=build.string("dockerfile", "app/Dockerfile"),
+            args=build.string_map("args", key_pattern=ENV_NAME),
             platform=build.choice("platform", ("linux/amd64", "linux/arm64"), "linux/amd64"),
             cache_from=cache_from,
             push=push,
-            registry_server=registry.opt_str("server"),
-            registry_username=registry.opt_str("username"),
+            registry_server=registry.opt_string("server"),
+            registry_username=registry.opt_string("username"),
         )
     )
 
@@ -722,15 +750,25 @@ def _parse_architecture(node: _Node) -> Architecture:
     params = arch.number("params", low=0, high=1e13)
     return Architecture(
         params=params,
-        layers=arch.int("layers", minimum=1, maximum=1000),
-        heads=arch.int("heads", minimum=1, maximum=1024),
-        kv_heads=arch.int("kvHeads", minimum=1, maximum=1024),
-        head_dim=arch.int("headDim", minimum=1, maximum=4096),
+        layers=arch.integer("layers", minimum=1, maximum=1000),
+        heads=arch.integer("heads", minimum=1, maximum=1024),
+        kv_heads=arch.integer("kvHeads", minimum=1, maximum=1024),
+        head_dim=arch.integer("headDim", minimum=1, maximum=4096),
         dtype=arch.choice("dtype", tuple(sizing.DTYPE_BYTES), "bf16"),
-        max_model_len=arch.int("maxModelLen", 4096, minimum=16, maximum=10_000_000),
-        max_num_seqs=arch.int("maxNumSeqs", 16, minimum=1, maximum=100_000),
-        gpu_memory_utilization=arch.number("gpuMemoryUtilization", 0.9, low=0, high=1),
+        max_model_len=arch.integer("maxModelLen", 4096, minimum=16, maximum=10_000_000),
+        max_num_seqs=arch.integer("maxNumSeqs", 16, minimum=1, maximum=100_000),
+        gpu_memory_utilization=arch.number("gpuMemoryUtilization", 0.9, low=0.05, high=1),
     )
+
+
+# Sizing's field names and the config keys they come from.
+_ARCH_FIELD_KEYS = {
+    "kv_heads": "kvHeads",
+    "head_dim": "headDim",
+    "max_model_len": "maxModelLen",
+    "max_num_seqs": "maxNumSeqs",
+    "gpu_memory_utilization": "gpuMemoryUtilization",
+}
 
 
 def _size(node: _Node, arch: Architecture, pool: GpuPoolConfig, res_node: _Node) -> sizing.SizingResult:
@@ -746,33 +784,26 @@ def _size(node: _Node, arch: Architecture, pool: GpuPoolConfig, res_node: _Node)
         gpu_memory_utilization=arch.gpu_memory_utilization,
         gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0 else None,
     )
-    field_keys = {
-        "params": "params",
-        "layers": "layers",
-        "heads": "heads",
-        "kv_heads": "kvHeads",
-        "head_dim": "headDim",
-        "max_model_len": "maxModelLen",
-        "max_num_seqs": "maxNumSeqs",
-        "gpu_memory_utilization": "gpuMemoryUtilization",
-        "dtype": "dtype",
-    }
     try:
         result = sizing.size_model(request)
-    except ValueError as error:
-        text = str(error)
-        field_name = next((f for f in field_keys if text.startswith(f)), None)
-        key = node.key(f"architecture.{field_keys[field_name]}") if field_name else node.key("architecture")
-        raise ConfigError(key, text.split(" ", 1)[1] if field_name else text) from None
+    except sizing.SizingError as error:
+        if error.field == "gpus":
+            key = res_node.key("gpus")
+        elif error.field == "gpu_memory_bytes":
+            key = "gpuPool.gpuMemory"
+        else:
+            key = node.key(f"architecture.{_ARCH_FIELD_KEYS.get(error.field, error.field)}")
+        raise ConfigError(key, str(error).split(" ", 1)[1]) from None
     if not result.fits:
         if request.gpus is not None:
-            minimum = sizing.min_gpus_for_weights(request)
             raise ConfigError(
                 res_node.key("gpus"),
-                f"is {request.gpus} but {node.key('architecture')} needs at least {minimum} GPUs "
+                f"is {request.gpus} but {node.key('architecture')} does not fit on {request.gpus} GPU(s) "
                 f"of gpuPool.gpuMemory {pool.gpu_memory}: {result.reason}",
             )
-        raise ConfigError(node.key("architecture"), f"does not fit gpuPool.gpuMemory {pool.gpu_memory}: {result.reason}")
+        raise ConfigError(
+            node.key("architecture"), f"does not fit gpuPool.gpuMemory {pool.gpu_memory}: {result.reason}"
+        )
     return result
 
 
@@ -790,12 +821,12 @@ SERVICE_KEYS = (
 def _parse_service(node: _Node) -> ServiceConfig:
     service = ServiceConfig(
         type=node.choice("type", SERVICE_TYPES, "LoadBalancer"),
-        port=node.int("port", 80, minimum=1, maximum=65535),
-        annotations=node.str_map("annotations", key_pattern=LABEL_KEY),
-        source_ranges=node.str_list("sourceRanges", _check_cidr),
+        port=node.integer("port", 80, minimum=1, maximum=65535),
+        annotations=node.string_map("annotations", key_pattern=LABEL_KEY),
+        source_ranges=node.strings("sourceRanges", _check_cidr),
         external_traffic_policy=node.choice("externalTrafficPolicy", ("Local", "Cluster"), "Local"),
         session_affinity=node.choice("sessionAffinity", ("None", "ClientIP"), "None"),
-        allow_from=node.str_list("allowFrom", _check_cidr),
+        allow_from=node.strings("allowFrom", _check_cidr),
     )
     if service.type != "LoadBalancer" and service.source_ranges:
         raise ConfigError(node.key("sourceRanges"), f"only applies to type LoadBalancer (type is {service.type})")
@@ -806,16 +837,16 @@ def _parse_autoscaling(node: _Node) -> Autoscaling:
     auto = node.child(
         "autoscaling", ("minReplicas", "maxReplicas", "metric", "scaleUpWindowSeconds", "scaleDownWindowSeconds")
     )
-    low = auto.int("minReplicas", 1, minimum=1, maximum=1000)
-    high = auto.int("maxReplicas", minimum=1, maximum=1000)
+    low = auto.integer("minReplicas", 1, minimum=1, maximum=1000)
+    high = auto.integer("maxReplicas", minimum=1, maximum=1000)
     if high < low:
         raise ConfigError(auto.key("maxReplicas"), f"must be >= minReplicas (got {high} < {low})")
     m = auto.child("metric", ("type", "targetUtilization", "name", "targetAverageValue", "targetValue", "selector"))
     kind = m.choice("type", METRIC_TYPES, "cpu")
     if kind == "cpu":
-        metric = Metric(type="cpu", target_utilization=m.int("targetUtilization", 70, minimum=1, maximum=100))
+        metric = Metric(type="cpu", target_utilization=m.integer("targetUtilization", 70, minimum=1, maximum=100))
     else:
-        name = m.str("name", pattern=re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))
+        name = m.string("name", pattern=re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))
         value_key = "targetAverageValue" if kind == "pods" else "targetValue"
         if not m.has(value_key):
             raise ConfigError(m.key(value_key), f"is required for a {kind} metric")
@@ -824,14 +855,14 @@ def _parse_autoscaling(node: _Node) -> Autoscaling:
             name=name,
             target_average_value=m.quantity("targetAverageValue") if kind == "pods" else None,
             target_value=m.quantity("targetValue") if kind == "external" else None,
-            selector=m.str_map("selector", key_pattern=LABEL_KEY),
+            selector=m.string_map("selector", key_pattern=LABEL_KEY),
         )
     return Autoscaling(
         min_replicas=low,
         max_replicas=high,
         metric=metric,
-        scale_up_window_seconds=auto.int("scaleUpWindowSeconds", 0, maximum=3600),
-        scale_down_window_seconds=auto.int("scaleDownWindowSeconds", 600, maximum=3600),
+        scale_up_window_seconds=auto.integer("scaleUpWindowSeconds", 0, maximum=3600),
+        scale_down_window_seconds=auto.integer("scaleDownWindowSeconds", 600, maximum=3600),
     )
 
 

@@ -43,9 +43,10 @@ def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Custom
     cls = _CLASSES.get((api_version, kind))
     if cls is None:
         # Custom resources (the Karpenter NodePool) keep their whole body.
-        return k8s.apiextensions.CustomResource(
+        custom: pulumi.CustomResource = k8s.apiextensions.CustomResource(
             name, api_version=api_version, kind=kind, metadata=obj["metadata"], spec=obj.get("spec"), opts=opts
         )
+        return custom
     kwargs = {_FIELDS[k]: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     resource: pulumi.CustomResource = cls(name, opts=opts, **kwargs)
     return resource

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.config import ConfigError, StackConfig, TOP_KEYS, parse_stack_config
+from components.config import TOP_KEYS, ConfigError, StackConfig, parse_stack_config
 
 _OBJECT_KEYS = ("gpuPool", "models")
 _SECRET_KEYS = ("hubToken", "registryPassword")

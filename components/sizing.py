@@ -86,7 +86,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from types import MappingProxyType
 
 __all__ = [
@@ -178,7 +178,11 @@ def _is_power_of_two(value: int) -> bool:
 
 @dataclass(frozen=True)
 class ModelArchitecture:
-    """The figures of a model that drive memory use (from its config.json)."""
+    """The figures of a model that drive memory use (from its config.json).
+
+    Construction does not check the values; :meth:`validate` does, and
+    :func:`size_model` calls it.
+    """
 
     params: float
     layers: int
@@ -186,7 +190,8 @@ class ModelArchitecture:
     kv_heads: int
     head_dim: int
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise :class:`SizingError`, naming the field, on an invalid value."""
         params: object = self.params
         if isinstance(params, bool) or not isinstance(params, int | float):
             raise SizingError("params", f"must be a number (got {params!r})")
@@ -215,9 +220,7 @@ def is_valid_tensor_parallel_size(architecture: ModelArchitecture, tp: int) -> b
     return tp % architecture.kv_heads == 0
 
 
-def valid_tensor_parallel_sizes(
-    architecture: ModelArchitecture, limit: int
-) -> list[int]:
+def valid_tensor_parallel_sizes(architecture: ModelArchitecture, limit: int) -> list[int]:
     """Valid tensor-parallel sizes up to ``limit``, ascending (1 is always one)."""
     sizes: list[int] = []
     tp = 1
@@ -236,17 +239,21 @@ def _invalid_power_of_two_note(architecture: ModelArchitecture, limit: int) -> s
             if architecture.heads % tp:
                 notes.append(f"{tp} does not divide heads={architecture.heads}")
             else:
-                notes.append(
-                    f"{tp} and kv_heads={architecture.kv_heads} do not divide"
-                    " each other"
-                )
+                notes.append(f"{tp} and kv_heads={architecture.kv_heads} do not divide each other")
         tp *= 2
     return "; ".join(notes)
 
 
 @dataclass(frozen=True)
 class SizingRequest:
-    """What to size. See the module docstring for the memory model."""
+    """What to size. See the module docstring for the memory model.
+
+    Construction does not check the values; :meth:`validate` does (and that
+    of the architecture), and :func:`size_model` and
+    :func:`min_gpus_for_weights` call it. Dtypes are case-insensitive and
+    accept ``bfloat16``-style aliases; :attr:`weight_dtype` and
+    :attr:`effective_kv_cache_dtype` give the canonical names.
+    """
 
     architecture: ModelArchitecture
     dtype: str = "bf16"
@@ -258,27 +265,21 @@ class SizingRequest:
     gpus: int | None = None
     max_gpus: int = 8
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise :class:`SizingError`, naming the field, on an invalid value."""
         if not isinstance(self.architecture, ModelArchitecture):
             raise SizingError(
                 "architecture",
                 f"must be a ModelArchitecture (got {self.architecture!r})",
             )
-        object.__setattr__(self, "dtype", _normalize_dtype("dtype", self.dtype))
+        self.architecture.validate()
+        _normalize_dtype("dtype", self.dtype)
         if self.kv_cache_dtype is not None:
-            object.__setattr__(
-                self,
-                "kv_cache_dtype",
-                _normalize_dtype("kv_cache_dtype", self.kv_cache_dtype),
-            )
+            _normalize_dtype("kv_cache_dtype", self.kv_cache_dtype)
         for name in ("max_model_len", "max_num_seqs", "gpu_memory_bytes", "max_gpus"):
             _check_positive_int(name, getattr(self, name))
         utilization: object = self.gpu_memory_utilization
-        if (
-            isinstance(utilization, bool)
-            or not isinstance(utilization, int | float)
-            or not 0 < utilization <= 1
-        ):
+        if isinstance(utilization, bool) or not isinstance(utilization, int | float) or not 0 < utilization <= 1:
             raise SizingError(
                 "gpu_memory_utilization",
                 f"must be in (0, 1] (got {utilization!r})",
@@ -297,20 +298,23 @@ class SizingRequest:
                 )
 
     @property
+    def weight_dtype(self) -> str:
+        """``dtype`` as a key of :data:`DTYPE_BYTES`."""
+        return _normalize_dtype("dtype", self.dtype)
+
+    @property
     def effective_kv_cache_dtype(self) -> str:
         """The KV-cache dtype actually sized (pass it to vLLM explicitly)."""
         if self.kv_cache_dtype is not None:
-            return self.kv_cache_dtype
-        if self.dtype in WEIGHT_ONLY_QUANTIZED_DTYPES:
+            return _normalize_dtype("kv_cache_dtype", self.kv_cache_dtype)
+        if self.weight_dtype in WEIGHT_ONLY_QUANTIZED_DTYPES:
             return "bf16"
-        return self.dtype
+        return self.weight_dtype
 
     @property
     def usable_bytes_per_gpu(self) -> int:
         """``floor(gpu_memory_bytes * gpu_memory_utilization)``, computed exactly."""
-        usable = Decimal(self.gpu_memory_bytes) * Decimal(
-            repr(float(self.gpu_memory_utilization))
-        )
+        usable = Decimal(self.gpu_memory_bytes) * Decimal(repr(float(self.gpu_memory_utilization)))
         return int(usable.to_integral_value(rounding=ROUND_FLOOR))
 
     @property
@@ -367,7 +371,7 @@ def format_bytes(value: int) -> str:
 
 
 def _weights_bytes(request: SizingRequest) -> int:
-    return math.ceil(request.architecture.params * DTYPE_BYTES[request.dtype])
+    return math.ceil(request.architecture.params * DTYPE_BYTES[request.weight_dtype])
 
 
 def _kv_bytes_per_token(request: SizingRequest, kv_heads: int) -> int:
@@ -381,9 +385,7 @@ def _kv_heads_per_gpu(architecture: ModelArchitecture, tp: int) -> int:
 
 
 def _overhead_per_gpu(weights_per_gpu: int, tp: int) -> int:
-    overhead = OVERHEAD_FIXED_BYTES + math.ceil(
-        OVERHEAD_WEIGHT_FRACTION * weights_per_gpu
-    )
+    overhead = OVERHEAD_FIXED_BYTES + math.ceil(OVERHEAD_WEIGHT_FRACTION * weights_per_gpu)
     if tp > 1:
         overhead += OVERHEAD_TP_COMM_BYTES
     return overhead
@@ -425,7 +427,7 @@ def _plan(request: SizingRequest, tp: int) -> SizingResult:
     if not weights_fit:
         reason = (
             f"at tensor_parallel_size={tp} each GPU needs"
-            f" {format_bytes(weights_per_gpu)} of {request.dtype} weights plus"
+            f" {format_bytes(weights_per_gpu)} of {request.weight_dtype} weights plus"
             f" {format_bytes(overhead_per_gpu)} overhead, more than the"
             f" {_budget(request)}"
         )
@@ -468,8 +470,9 @@ def min_gpus_for_weights(request: SizingRequest) -> int:
     KV cache is ignored, and so are ``gpus`` and ``max_gpus``: every valid
     size up to ``heads`` is tried, so an explicit ``gpus`` can be checked
     against it. Raises :class:`SizingError` (field ``gpu_memory_bytes``) when
-    the weights fit at no valid size.
+    the weights fit at no valid size, or when ``request`` is invalid.
     """
+    request.validate()
     arch = request.architecture
     sizes = valid_tensor_parallel_sizes(arch, arch.heads)
     for tp in sizes:
@@ -500,7 +503,11 @@ def size_model(request: SizingRequest) -> SizingResult:
     With ``gpus`` set, that size is checked. Otherwise the smallest valid size
     up to ``max_gpus`` that fits is returned; when none fits, the result is
     for the largest valid size, with ``fits=False`` and the reason.
+
+    Raises :class:`SizingError` (a :class:`ValueError` whose message starts
+    with the field name) when ``request`` is invalid.
     """
+    request.validate()
     arch = request.architecture
     if request.gpus is not None:
         result = _plan(request, request.gpus)
@@ -549,6 +556,8 @@ _MEMORY_UNITS: Mapping[str, int] = MappingProxyType(
     }
 )
 
+_MEMORY_LIMIT = 2**64
+
 
 def parse_memory(value: str) -> int:
     """Parse a memory size into bytes.
@@ -568,9 +577,11 @@ def parse_memory(value: str) -> int:
         )
     try:
         amount = Decimal(match.group("number")) * multiplier
-        size = int(amount.to_integral_value(rounding=ROUND_CEILING))
-    except (InvalidOperation, OverflowError) as exc:
+    except ArithmeticError as exc:  # decimal signals, e.g. Overflow
         raise ValueError(f"invalid memory size {value!r}: {exc}") from exc
+    if amount > _MEMORY_LIMIT:
+        raise ValueError(f"invalid memory size {value!r}: larger than 2**64 bytes")
+    size = int(amount.to_integral_value(rounding=ROUND_CEILING))
     if size <= 0:
         raise ValueError(f"invalid memory size {value!r}: must be positive")
     return size
@@ -598,9 +609,7 @@ _FIELD_FLAGS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-_COUNT_SUFFIXES: Mapping[str, float] = MappingProxyType(
-    {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-)
+_COUNT_SUFFIXES: Mapping[str, float] = MappingProxyType({"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12})
 
 
 def _positive_int_arg(text: str) -> int:
@@ -622,9 +631,7 @@ def _params_arg(text: str) -> float:
         except ValueError:
             value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive parameter count such as 8.03e9 or 8.03B (got {text!r})"
-        )
+        raise argparse.ArgumentTypeError(f"must be a positive parameter count such as 8.03e9 or 8.03B (got {text!r})")
     return value
 
 
@@ -649,9 +656,7 @@ def _dtype_arg(text: str) -> str:
     try:
         return _normalize_dtype("dtype", text)
     except SizingError as exc:
-        raise argparse.ArgumentTypeError(
-            f"must be one of {', '.join(DTYPE_BYTES)} (got {text!r})"
-        ) from exc
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(DTYPE_BYTES)} (got {text!r})") from exc
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -666,9 +671,7 @@ def _build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model (from config.json)")
     model.add_argument("--params", type=_params_arg, required=True)
     model.add_argument("--layers", type=_positive_int_arg, required=True)
-    model.add_argument(
-        "--heads", type=_positive_int_arg, required=True, help="attention heads"
-    )
+    model.add_argument("--heads", type=_positive_int_arg, required=True, help="attention heads")
     model.add_argument("--kv-heads", type=_positive_int_arg, required=True)
     model.add_argument("--head-dim", type=_positive_int_arg, required=True)
     model.add_argument(
@@ -715,22 +718,16 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
     kv_dtype = request.effective_kv_cache_dtype
     per_seq = request.tokens_per_sequence
     rows: list[tuple[str, str, str]] = [
-        ("Weights", format_bytes(result.weights_bytes), request.dtype),
+        ("Weights", format_bytes(result.weights_bytes), request.weight_dtype),
         (
             "KV cache per token",
             format_bytes(result.kv_cache_bytes_per_token),
-            (
-                f"{kv_dtype}, 2 x {arch.layers} layers x {arch.kv_heads} kv_heads"
-                f" x {arch.head_dim}"
-            ),
+            (f"{kv_dtype}, 2 x {arch.layers} layers x {arch.kv_heads} kv_heads x {arch.head_dim}"),
         ),
         (
             "KV cache",
             format_bytes(result.kv_cache_bytes),
-            (
-                f"{request.max_num_seqs} x {request.max_model_len} tokens"
-                " (max_num_seqs x max_model_len)"
-            ),
+            (f"{request.max_num_seqs} x {request.max_model_len} tokens (max_num_seqs x max_model_len)"),
         ),
         (
             "Overhead",
@@ -750,10 +747,7 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
         (
             "KV cache capacity",
             f"{result.kv_cache_capacity_tokens:,} tokens",
-            (
-                f"{result.kv_cache_capacity_tokens / per_seq:.1f}x"
-                f" {per_seq}-token sequences"
-            ),
+            (f"{result.kv_cache_capacity_tokens / per_seq:.1f}x {per_seq}-token sequences"),
         ),
         ("Tensor parallel size", str(tp), ""),
         ("GPUs per replica", str(result.gpus_per_replica), ""),
@@ -763,10 +757,7 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
     ]
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
-    lines = [
-        f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip()
-        for label, value, note in rows
-    ]
+    lines = [f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip() for label, value, note in rows]
     if result.reason:
         lines.append(f"Reason: {result.reason}")
     return "\n".join(lines)
@@ -779,30 +770,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as exc:  # argparse has printed the message already
         return exc.code if isinstance(exc.code, int) else 2
+    request = SizingRequest(
+        architecture=ModelArchitecture(
+            params=args.params,
+            layers=args.layers,
+            heads=args.heads,
+            kv_heads=args.kv_heads,
+            head_dim=args.head_dim,
+        ),
+        dtype=args.dtype,
+        kv_cache_dtype=args.kv_cache_dtype,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        gpu_memory_bytes=args.gpu_memory,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        gpus=args.gpus,
+        max_gpus=args.max_gpus,
+    )
     try:
-        request = SizingRequest(
-            architecture=ModelArchitecture(
-                params=args.params,
-                layers=args.layers,
-                heads=args.heads,
-                kv_heads=args.kv_heads,
-                head_dim=args.head_dim,
-            ),
-            dtype=args.dtype,
-            kv_cache_dtype=args.kv_cache_dtype,
-            max_model_len=args.max_model_len,
-            max_num_seqs=args.max_num_seqs,
-            gpu_memory_bytes=args.gpu_memory,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            gpus=args.gpus,
-            max_gpus=args.max_gpus,
-        )
+        result = size_model(request)
     except SizingError as exc:
         flag = _FIELD_FLAGS.get(exc.field, exc.field)
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: argument {flag}: {exc}", file=sys.stderr)
         return 2
-    result = size_model(request)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -218,11 +218,23 @@ def _volumes(model: ModelConfig) -> tuple[list[Obj], list[Obj]]:
     else:
         volumes.append({"name": "model-cache", "emptyDir": {"sizeLimit": model.cache.size}})
     if model.hub_token:
-        volumes.append(
-            {"name": "hub-token", "secret": {"secretName": f"{model.name}-hub-token", "defaultMode": 0o440}}
-        )
+        volumes.append({"name": "hub-token", "secret": {"secretName": f"{model.name}-hub-token", "defaultMode": 0o440}})
         mounts.append({"name": "hub-token", "mountPath": HUB_TOKEN_DIR, "readOnly": True})
     return volumes, mounts
+
+
+def merge_patch(target: Obj, patch: Mapping[str, Any]) -> Obj:
+    """RFC 7386 JSON merge patch: objects merge, null deletes, anything else replaces."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = result.get(key)
+            result[key] = merge_patch(dict(current) if isinstance(current, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result
 
 
 def pod_security_context() -> Obj:
@@ -265,6 +277,7 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
         "volumeMounts": mounts,
         **probes(model),
     }
+    container = merge_patch(container, model.container_patch)
     pod_spec: Obj = {
         "serviceAccountName": model.name,
         "automountServiceAccountToken": False,
@@ -388,7 +401,10 @@ def _hpa_metric(model: ModelConfig) -> Obj:
     if metric.type == "pods":
         return {
             "type": "Pods",
-            "pods": {"metric": identifier, "target": {"type": "AverageValue", "averageValue": metric.target_average_value}},
+            "pods": {
+                "metric": identifier,
+                "target": {"type": "AverageValue", "averageValue": metric.target_average_value},
+            },
         }
     return {
         "type": "External",

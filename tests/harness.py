@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import runpy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,7 +111,18 @@ class _Monitor(mocks.MockMonitor):
 async def _deserialize(obj: Any) -> dict[str, Any]:
     from pulumi.runtime import rpc
 
-    return dict(rpc.deserialize_properties(obj))
+    return dict(_unwrap(rpc.deserialize_properties(obj)))
+
+
+def _unwrap(value: Any) -> Any:
+    """Plain values: secrets are recorded in ``secret_paths``, not left wrapped."""
+    if isinstance(value, dict):
+        if value.get(_special_sig_key) == _special_secret_sig:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -132,6 +144,60 @@ def run_stack(
     ``overrides`` replace ``model-serving:<key>`` values; ``config`` replaces the whole block.
     Secrets default to :data:`TEST_SECRETS` and are set as secret config, like ``--secret``.
     """
+    monitor, _ = _start(stack, config, overrides, secrets, preview)
+    _sync_await(_run_program())
+    outputs: dict[str, Any] = {}
+    root = pulumi.runtime.settings.get_root_resource()
+    for key, value in (getattr(root, "outputs", None) or {}).items():
+        outputs[key] = _sync_await(pulumi.Output.from_input(value).future())
+    return Run(resources=monitor.registered, outputs=outputs)
+
+
+@dataclass
+class Failure:
+    """A program run that stopped: the error, what was registered before it, and errors logged."""
+
+    error: BaseException
+    resources: list[Registered]
+    logged_errors: list[str]
+
+
+def run_stack_failure(
+    stack: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> Failure:
+    """Like :func:`run_stack` for a program expected to stop; raises AssertionError if it completes."""
+    monitor, logged = _start(stack, config, overrides, secrets, False)
+    try:
+        _sync_await(_run_program())
+    except Exception as error:
+        return Failure(error=error, resources=monitor.registered, logged_errors=logged.messages)
+    raise AssertionError(f"the program completed and registered {len(monitor.registered)} resources")
+
+
+# What the program logs through the engine (pulumi.log); errors are also kept by the run's _ErrorLog.
+_ENGINE_LOG = logging.getLogger(f"{__name__}.engine")
+
+
+class _ErrorLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _start(
+    stack: str,
+    config: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None,
+    secrets: Mapping[str, str] | None,
+    preview: bool,
+) -> tuple[_Monitor, _ErrorLog]:
     values = copy.deepcopy(dict(config) if config is not None else stack_config(stack))
     for key, value in (overrides or {}).items():
         values[f"{PROJECT}:{key}"] = value
@@ -141,19 +207,23 @@ def run_stack(
     flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
     monitor = _Monitor(_Recorder())
+    logged = _ErrorLog()
+    for handler in list(_ENGINE_LOG.handlers):
+        _ENGINE_LOG.removeHandler(handler)
+    _ENGINE_LOG.addHandler(logged)
     pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack resource per run
     pulumi.runtime.set_all_config(flat, secret_keys=[f"{PROJECT}:{k}" for k in secret_values])
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    outputs: dict[str, Any] = {}
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project=PROJECT, stack=stack, preview=preview, logger=_ENGINE_LOG, monitor=monitor
+    )
+    return monitor, logged
+
+
+async def _run_program() -> None:
+    from pulumi.runtime.stack import run_pulumi_func
 
     def program() -> None:
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
-    from pulumi.runtime.stack import run_pulumi_func
-
     mocks.SETTINGS.rpc_manager.clear() if hasattr(mocks, "SETTINGS") else None
-    _sync_await(run_pulumi_func(program))
-    root = pulumi.runtime.settings.get_root_resource()
-    for key, value in (getattr(root, "outputs", None) or {}).items():
-        outputs[key] = _sync_await(pulumi.Output.from_input(value).future())
-    return Run(resources=monitor.registered, outputs=outputs)
+    await run_pulumi_func(program)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -28,7 +27,7 @@ from components.sizing import (
     valid_tensor_parallel_sizes,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SIZING_PY = Path(__file__).resolve().parents[2] / "components" / "sizing.py"
 
 # Published architectures. Layer and head counts are from each model's
 # config.json on the Hugging Face hub (num_hidden_layers, num_attention_heads,
@@ -38,37 +37,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # meta-llama/Llama-3.1-8B config.json: 32 layers, 32 heads, 8 KV heads,
 # hidden_size 4096; model card: 8.03B parameters. Also "The Llama 3 Herd of
 # Models" (arXiv:2407.21783), Table 3.
-LLAMA_31_8B = ModelArchitecture(
-    params=8.03e9, layers=32, heads=32, kv_heads=8, head_dim=128
-)
+LLAMA_31_8B = ModelArchitecture(params=8.03e9, layers=32, heads=32, kv_heads=8, head_dim=128)
 # meta-llama/Llama-3.1-70B config.json: 80 layers, 64 heads, 8 KV heads,
 # hidden_size 8192; model card: 70.6B parameters. arXiv:2407.21783, Table 3.
-LLAMA_31_70B = ModelArchitecture(
-    params=70.6e9, layers=80, heads=64, kv_heads=8, head_dim=128
-)
+LLAMA_31_70B = ModelArchitecture(params=70.6e9, layers=80, heads=64, kv_heads=8, head_dim=128)
 # meta-llama/Llama-3.1-405B config.json: 126 layers, 128 heads, 8 KV heads,
 # hidden_size 16384; 405B parameters. arXiv:2407.21783, Table 3. Meta ships
 # an FP8 variant (Llama-3.1-405B-Instruct-FP8) for a single 8-GPU node.
-LLAMA_31_405B = ModelArchitecture(
-    params=405e9, layers=126, heads=128, kv_heads=8, head_dim=128
-)
+LLAMA_31_405B = ModelArchitecture(params=405e9, layers=126, heads=128, kv_heads=8, head_dim=128)
 # Qwen/Qwen2.5-7B config.json: 28 layers, 28 heads, 4 KV heads,
 # hidden_size 3584; model card: 7.61B parameters. Qwen2.5 Technical Report
 # (arXiv:2412.15115), Table 1.
-QWEN_25_7B = ModelArchitecture(
-    params=7.61e9, layers=28, heads=28, kv_heads=4, head_dim=128
-)
+QWEN_25_7B = ModelArchitecture(params=7.61e9, layers=28, heads=28, kv_heads=4, head_dim=128)
 # Qwen/Qwen2.5-1.5B config.json: 28 layers, 12 heads, 2 KV heads,
 # hidden_size 1536; model card: 1.54B parameters.
-QWEN_25_1_5B = ModelArchitecture(
-    params=1.54e9, layers=28, heads=12, kv_heads=2, head_dim=128
-)
+QWEN_25_1_5B = ModelArchitecture(params=1.54e9, layers=28, heads=12, kv_heads=2, head_dim=128)
 # mistralai/Mixtral-8x7B-v0.1: "Mixtral of Experts" (arXiv:2401.04088),
 # Table 1: 32 layers, 32 heads, 8 KV heads, head_dim 128; 46.7B parameters
 # in total (all experts stay resident even though 2 of 8 run per token).
-MIXTRAL_8X7B = ModelArchitecture(
-    params=46.7e9, layers=32, heads=32, kv_heads=8, head_dim=128
-)
+MIXTRAL_8X7B = ModelArchitecture(params=46.7e9, layers=32, heads=32, kv_heads=8, head_dim=128)
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -100,9 +87,7 @@ def test_llama_31_8b_kv_cache_and_weights() -> None:
     assert result.tensor_parallel_size == result.gpus_per_replica == 1
     assert result.usable_bytes_per_gpu == 72 * GiB
     assert result.per_gpu_bytes == result.total_bytes
-    assert result.total_bytes == (
-        result.weights_bytes + result.kv_cache_bytes + result.overhead_bytes
-    )
+    assert result.total_bytes == (result.weights_bytes + result.kv_cache_bytes + result.overhead_bytes)
 
 
 def test_llama_31_70b_does_not_fit_on_one_gpu() -> None:
@@ -170,9 +155,7 @@ def test_qwen_tensor_parallel_sizes_are_limited_by_28_heads() -> None:
 
 
 def test_qwen_needing_more_than_four_gpus_does_not_fit() -> None:
-    result = size_model(
-        SizingRequest(QWEN_25_7B, max_model_len=32768, max_num_seqs=256)
-    )
+    result = size_model(SizingRequest(QWEN_25_7B, max_model_len=32768, max_num_seqs=256))
     assert not result.fits
     assert result.tensor_parallel_size == 4
     assert "8 does not divide heads=28" in result.reason
@@ -182,10 +165,12 @@ def test_qwen_needing_more_than_four_gpus_does_not_fit() -> None:
 
 def test_explicit_gpus_must_be_a_valid_tensor_parallel_size() -> None:
     with pytest.raises(SizingError, match=r"gpus .*got 8; valid: 1, 2, 4") as info:
-        SizingRequest(QWEN_25_7B, gpus=8)
+        size_model(SizingRequest(QWEN_25_7B, gpus=8))
     assert info.value.field == "gpus"
-    with pytest.raises(ValueError, match="gpus"):
-        SizingRequest(LLAMA_31_8B, gpus=3)
+    with pytest.raises(ValueError, match=r"^gpus must be a valid tensor-parallel"):
+        size_model(SizingRequest(LLAMA_31_8B, gpus=3))
+    with pytest.raises(ValueError, match=r"^gpus"):
+        min_gpus_for_weights(SizingRequest(LLAMA_31_8B, gpus=3))
 
 
 def test_kv_heads_are_replicated_when_tp_exceeds_them() -> None:
@@ -228,17 +213,13 @@ def test_min_gpus_for_weights() -> None:
         ("bfloat16", "float16", "fp16"),
     ],
 )
-def test_kv_cache_dtype(
-    dtype: str, kv_cache_dtype: str | None, expected_kv_dtype: str
-) -> None:
+def test_kv_cache_dtype(dtype: str, kv_cache_dtype: str | None, expected_kv_dtype: str) -> None:
     request = SizingRequest(LLAMA_31_8B, dtype=dtype, kv_cache_dtype=kv_cache_dtype)
     assert request.effective_kv_cache_dtype == expected_kv_dtype
     result = size_model(request)
     expected = 2 * 32 * 8 * 128 * DTYPE_BYTES[expected_kv_dtype]
     assert result.kv_cache_bytes_per_token == expected
-    assert result.weights_bytes == pytest.approx(
-        8.03e9 * DTYPE_BYTES[request.dtype], abs=1
-    )
+    assert result.weights_bytes == pytest.approx(8.03e9 * DTYPE_BYTES[request.weight_dtype], abs=1)
 
 
 def test_sequences_are_rounded_up_to_kv_blocks() -> None:
@@ -283,9 +264,11 @@ def test_invalid_inputs_name_the_field(
         "head_dim": 128,
     }
     arch_values.update(arch_kwargs)
-    with pytest.raises(ValueError, match=message) as info:
-        architecture = ModelArchitecture(**arch_values)  # type: ignore[arg-type]
-        SizingRequest(architecture, **request_kwargs)  # type: ignore[arg-type]
+    architecture = ModelArchitecture(**arch_values)  # type: ignore[arg-type]
+    request = SizingRequest(architecture, **request_kwargs)  # type: ignore[arg-type]
+    # Construction does not check; sizing does, with the field name first.
+    with pytest.raises(ValueError, match=f"^{message}") as info:
+        size_model(request)
     assert isinstance(info.value, SizingError)
     assert info.value.field == field
 
@@ -316,7 +299,9 @@ def test_parse_memory(text: str, expected: int) -> None:
     assert parse_memory(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "Gi", "80X", "-1Gi", "0", "80 G i", "eighty"])
+@pytest.mark.parametrize(
+    "text", ["", "Gi", "80X", "-1Gi", "0", "0.0Gi", "80 G i", "eighty", "1e999999999Ei", "1e99999999999999999999"]
+)
 def test_parse_memory_rejects_bad_values(text: str) -> None:
     with pytest.raises(ValueError, match=repr(text).replace("+", r"\+")):
         parse_memory(text)
@@ -439,12 +424,8 @@ def test_chosen_tensor_parallel_size_is_valid(request: SizingRequest) -> None:
 
 @FAST
 @given(requests(), st.integers(0, 128))
-def test_more_gpu_memory_never_needs_more_gpus(
-    request: SizingRequest, extra_gib: int
-) -> None:
-    roomier = replace(
-        request, gpu_memory_bytes=request.gpu_memory_bytes + extra_gib * GiB
-    )
+def test_more_gpu_memory_never_needs_more_gpus(request: SizingRequest, extra_gib: int) -> None:
+    roomier = replace(request, gpu_memory_bytes=request.gpu_memory_bytes + extra_gib * GiB)
     small, large = size_model(request), size_model(roomier)
     assert large.gpus_per_replica <= small.gpus_per_replica
     assert large.fits or not small.fits
@@ -544,9 +525,7 @@ def test_cli_70b_chooses_four_gpus(capsys: pytest.CaptureFixture[str]) -> None:
         ("--gpus", "3"),
     ],
 )
-def test_cli_bad_flag_value_exits_2_naming_it(
-    capsys: pytest.CaptureFixture[str], flag: str, value: str
-) -> None:
+def test_cli_bad_flag_value_exits_2_naming_it(capsys: pytest.CaptureFixture[str], flag: str, value: str) -> None:
     assert main([*LLAMA_8B_ARGS, flag, value]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -558,15 +537,14 @@ def test_cli_missing_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--layers" in capsys.readouterr().err
 
 
-def test_cli_runs_as_module() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def test_cli_runs_as_a_script() -> None:
+    # `python -m components.sizing` also imports the components package (and
+    # Pulumi, slowly); -I runs the file alone, as only the standard library.
     completed = subprocess.run(
-        [sys.executable, "-m", "components.sizing", *LLAMA_70B_ARGS, "--gpus", "1"],
+        [sys.executable, "-I", str(SIZING_PY), *LLAMA_70B_ARGS, "--gpus", "1"],
         capture_output=True,
         text=True,
-        cwd=REPO_ROOT,
-        env=env,
         check=False,
     )
-    assert completed.returncode == 1
-    assert "Fits" in completed.stdout
+    assert completed.returncode == 1, completed.stderr
+    assert "Reason: Does not fit on gpus=1" in completed.stdout

@@ -1,0 +1,39 @@
+"""Checks every Kubernetes object the program emits: the official 1.31 schema, strict, and name rules."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import kubernetes_validate
+
+KUBERNETES_VERSION = "1.31"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kinds whose names become DNS labels (Services become DNS names; namespaces are labels).
+LABEL_NAMED = {"Namespace", "Service"}
+# Custom resources have no schema in kubernetes-validate; their shape is asserted in tests.
+CUSTOM_KINDS = {("karpenter.sh/v1", "NodePool")}
+
+
+def manifest(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The object as Kubernetes receives it (the Pulumi inputs minus nothing: they are wire form)."""
+    return {k: v for k, v in inputs.items() if v is not None}
+
+
+def validate_object(obj: dict[str, Any]) -> None:
+    """Raise if the object breaks the 1.31 OpenAPI schema (unknown fields fail) or naming rules."""
+    if (obj["apiVersion"], obj["kind"]) not in CUSTOM_KINDS:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    check_name(obj["kind"], obj["metadata"]["name"])
+    if "namespace" in obj["metadata"]:
+        check_name("Namespace", obj["metadata"]["namespace"])
+
+
+def check_name(kind: str, name: str) -> None:
+    if kind in LABEL_NAMED:
+        ok = len(name) <= 63 and DNS1123_LABEL.match(name)
+    else:
+        ok = len(name) <= 253 and DNS1123_SUBDOMAIN.match(name)
+    if not ok:
+        raise ValueError(f"{kind} name {name!r} is not a valid DNS-1123 name")
