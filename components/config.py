@@ -31,6 +31,8 @@ IMAGE_REF = re.compile(
 )
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Kubernetes quantity grammar: signed decimal number, then a binary/decimal SI suffix or an exponent.
+QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 
 Engine = Literal["server", "vllm"]
 ENGINES: tuple[Engine, ...] = ("server", "vllm")
@@ -145,6 +147,9 @@ class _Node:
         if not isinstance(value, str):
             raise ConfigError(self.key(name), f"must be a Kubernetes quantity such as '4' or '16Gi' (got {value!r})")
         try:
+            # Python's Decimal also takes 'NaN', 'Infinity' and non-ASCII digits; Kubernetes does not.
+            if not QUANTITY.match(value):
+                raise ValueError(value)
             parsed = parse_quantity(value)
         except ValueError:
             raise ConfigError(self.key(name), f"is not a Kubernetes quantity (got {value!r})") from None
@@ -221,7 +226,11 @@ class Taint:
 @dataclass(frozen=True)
 class DevicePluginConfig:
     enabled: bool = True
-    image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+    # Pinned by digest: the plugin runs as root on every GPU node.
+    image: str = (
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+        "@sha256:af31e2b7c7f89834c4e5219860def7ac2e49a207b3d4e8610d5a26772b7738e5"
+    )
     namespace: str = "nvidia-device-plugin"
     time_slicing_replicas: int = 1
     mig_strategy: str = "none"
@@ -460,6 +469,11 @@ def parse_stack_config(
                 raise ConfigError(f"models[{i}].name", f"duplicates models[{j}].name ({model.name!r})")
             if other.namespace == model.namespace:
                 raise ConfigError(f"models[{i}].namespace", f"duplicates models[{j}] ({model.namespace!r})")
+        if pool.device_plugin.enabled and model.namespace == pool.device_plugin.namespace:
+            # Two Namespace resources (restricted and privileged) would fight over one object.
+            raise ConfigError(
+                f"models[{i}].namespace", f"must differ from gpuPool.devicePlugin.namespace ({model.namespace!r})"
+            )
         if model.hub_token and not has_hub_token:
             raise ConfigError(
                 f"models[{i}].hubToken",

@@ -24,6 +24,8 @@ class ModelDeployment(pulumi.ComponentResource):
     """Deployment, ServiceAccount, optional cache PVC and hub-token Secret, and a PDB when replicas can exceed one."""
 
     deployment_name: pulumi.Output[str]
+    # The Secret holding the hub token (its data is a secret output), when the model uses one.
+    hub_token_secret: pulumi.CustomResource | None = None
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:ModelDeployment", name, None, opts)
@@ -33,7 +35,8 @@ class ModelDeployment(pulumi.ComponentResource):
         if model.hub_token:
             if args.hub_token is None:
                 raise ValueError(f"model {model.name!r} mounts a hub token but none was given")
-            needed.append(register(specs.hub_token_secret(model, pulumi.Output.secret(args.hub_token)), child))
+            self.hub_token_secret = register(specs.hub_token_secret(model, pulumi.Output.secret(args.hub_token)), child)
+            needed.append(self.hub_token_secret)
         claim = specs.model_cache_claim(model)
         if claim is not None:
             # Unbound claims wait for the first consumer: do not block on them.

@@ -12,6 +12,12 @@ _SECRET_KEYS = ("hubToken", "registryPassword")
 
 def load_stack_config(config: pulumi.Config) -> StackConfig:
     """Parse ``model-serving:*`` or stop the program with one message naming the key."""
+    # A misspelt top-level key would otherwise drop its whole block silently (e.g. model-serving:gpupool).
+    known = {config.full_key(k) for k in (*TOP_KEYS, *_SECRET_KEYS)}
+    given = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+    unknown = sorted(k for k in given if k.startswith(config.full_key("")) and k not in known)
+    if unknown:
+        raise pulumi.RunError(f"{unknown[0]} is not a known key (known: {', '.join(sorted(known))})")
     raw: dict[str, object] = {}
     try:
         for key in TOP_KEYS:
@@ -19,7 +25,7 @@ def load_stack_config(config: pulumi.Config) -> StackConfig:
             if value is not None:
                 raw[key] = value
     except pulumi.ConfigTypeError as error:
-        raise pulumi.RunError(f"model-serving:{error.key} is not valid JSON or YAML") from None
+        raise pulumi.RunError(f"{error.key} is not valid JSON or YAML") from None
     present = {}
     for key in _SECRET_KEYS:
         full = f"model-serving:{key}"

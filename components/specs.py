@@ -487,9 +487,10 @@ def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
             "privileged": False,
             "capabilities": {"drop": ["ALL"]},
         },
+        # Guaranteed QoS: it must never be the pod a node under pressure evicts.
         "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "200m", "memory": "256Mi"},
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "100m", "memory": "128Mi"},
         },
         "volumeMounts": [
             {"name": "device-plugins", "mountPath": "/var/lib/kubelet/device-plugins"},

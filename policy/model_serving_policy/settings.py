@@ -60,10 +60,12 @@ class ConfigError(ValueError):
     """A policy's configuration does not match its schema."""
 
 
-def config_schema(properties: Mapping[str, Mapping[str, Any]]) -> PolicyConfigSchema:
-    """The ``PolicyConfigSchema`` for ``properties`` plus the common ``exemptions``."""
+def config_schema(properties: Mapping[str, Mapping[str, Any]], *, exemptible: bool = True) -> PolicyConfigSchema:
+    """The ``PolicyConfigSchema`` for ``properties`` plus, if ``exemptible``, the common
+    ``exemptions``."""
     props = {k: dict(v) for k, v in properties.items()}
-    props["exemptions"] = EXEMPTIONS_SCHEMA
+    if exemptible:
+        props["exemptions"] = EXEMPTIONS_SCHEMA
     return PolicyConfigSchema(properties=copy.deepcopy(props))
 
 
@@ -84,8 +86,7 @@ def resolve(
     unknown = sorted(set(given) - set(schema.properties))
     if unknown:
         raise ConfigError(
-            f"{policy_name}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(schema.properties))}"
+            f"{policy_name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(schema.properties))}"
         )
     return result
 

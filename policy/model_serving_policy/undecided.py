@@ -42,11 +42,13 @@ def format_path(parts: Sequence[object]) -> str:
 class UndecidedError(UnknownValueError):
     """A rule could not decide because values are unknown during preview."""
 
-    def __init__(self, paths: Sequence[str]):
+    def __init__(self, paths: Sequence[str], why: str = ""):
         super().__init__(UNKNOWN_STRING_VALUE, [])
         self.paths = list(dict.fromkeys(paths))
         verb = "is" if len(self.paths) == 1 else "are"
         self.message = f"cannot decide: {', '.join(self.paths)} {verb} unknown during preview"
+        if why:
+            self.message += f" ({why})"
 
     def __str__(self) -> str:
         return self.message

@@ -1,0 +1,68 @@
+"""Namespaces: nothing is deployed into ``default`` (where a missing namespace lands)."""
+
+from __future__ import annotations
+
+from pulumi_policy import ResourceValidationPolicy, Severity
+
+from .. import k8s
+from ..framework import ResourceContext, resource_policy
+
+NAMESPACED_KINDS = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "Ingress",
+    "ServiceAccount",
+    "ConfigMap",
+    "Secret",
+    "Role",
+    "RoleBinding",
+]
+
+
+def _check_namespace(ctx: ResourceContext) -> None:
+    ident = ctx.identity
+    if ident.kind not in ctx.config["kinds"]:
+        return
+    if ident.namespace is None:
+        ctx.decider.add("metadata.namespace")
+        return
+    if ident.namespace in ctx.config["forbiddenNamespaces"]:
+        how = "has no metadata.namespace, so it lands in" if ident.namespace_defaulted else "is in"
+        ctx.report(f"{ident.describe()} {how} namespace {ident.namespace!r}; give every workload its own namespace.")
+
+
+POLICIES: list[ResourceValidationPolicy] = [
+    resource_policy(
+        name="no-default-namespace",
+        description=(
+            "No workload, Service or related object lives in the default namespace; a "
+            "missing metadata.namespace means default (or the provider's namespace)."
+        ),
+        applies=lambda resource_type: k8s.parse_type(resource_type) is not None,
+        check=_check_namespace,
+        properties={
+            "forbiddenNamespaces": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "description": "Namespaces nothing may be deployed into.",
+                "default": ["default"],
+            },
+            "kinds": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "description": "Namespaced kinds the rule applies to.",
+                "default": NAMESPACED_KINDS,
+            },
+        },
+        severity=Severity.MEDIUM,
+    ),
+]
