@@ -36,6 +36,7 @@ QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi
 
 Engine = Literal["server", "vllm"]
 ENGINES: tuple[Engine, ...] = ("server", "vllm")
+TMP_SIZE = "2Gi"  # the writable /tmp emptyDir of every model pod
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP", "NodePort")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 MIG_STRATEGIES = ("none", "single", "mixed")
@@ -82,7 +83,8 @@ class _Node:
         return self.raw.get(name) is not None
 
     def child(self, name: str, known: Sequence[str]) -> _Node:
-        return _Node(self.key(name), self.raw.get(name) or {}, known)
+        value = self.raw.get(name)
+        return _Node(self.key(name), {} if value is None else value, known)
 
     def string(self, name: str, default: str | None = None, *, pattern: re.Pattern[str] | None = None) -> str:
         value = self.raw.get(name, default)
@@ -158,7 +160,8 @@ class _Node:
         return value
 
     def strings(self, name: str, check: Callable[[str, str], None] | None = None) -> tuple[str, ...]:
-        value = self.raw.get(name) or []
+        value = self.raw.get(name)
+        value = [] if value is None else value
         if not isinstance(value, list):
             raise ConfigError(self.key(name), f"must be a list (got {_kind(value)})")
         for i, item in enumerate(value):
@@ -169,7 +172,8 @@ class _Node:
         return tuple(value)
 
     def string_map(self, name: str, *, key_pattern: re.Pattern[str] | None = None) -> dict[str, str]:
-        value = self.raw.get(name) or {}
+        value = self.raw.get(name)
+        value = {} if value is None else value
         if not isinstance(value, Mapping):
             raise ConfigError(self.key(name), f"must be an object of strings (got {_kind(value)})")
         for k, v in value.items():
@@ -314,7 +318,7 @@ class Probes:
 @dataclass(frozen=True)
 class ModelCache:
     type: str = "emptyDir"
-    size: str = "20Gi"
+    size: str = "8Gi"
     storage_class: str | None = None
     access_mode: str = "ReadWriteOnce"
 
@@ -584,7 +588,7 @@ def _parse_karpenter(node: _Node) -> KarpenterConfig:
         disruption_budget_nodes=node.string(
             "disruptionBudgetNodes",
             defaults.disruption_budget_nodes,
-            pattern=re.compile(r"^([0-9]+|100|[0-9]{1,2})%?$"),
+            pattern=re.compile(r"^[0-9]+$|^(100|[1-9]?[0-9])%$"),
         ),
         expire_after=node.string("expireAfter", defaults.expire_after, pattern=DURATION),
     )
@@ -645,10 +649,20 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
     cache_node = node.child("modelCache", ("type", "size", "storageClass", "accessMode"))
     cache = ModelCache(
         type=cache_node.choice("type", CACHE_TYPES, "emptyDir"),
-        size=cache_node.quantity("size", "20Gi"),
+        size=cache_node.quantity("size", "8Gi"),
         storage_class=cache_node.opt_string("storageClass"),
         access_mode=cache_node.choice("accessMode", ACCESS_MODES, "ReadWriteOnce"),
     )
+    if cache.type == "emptyDir":
+        # An emptyDir cache and /tmp count against the pod's ephemeral storage: the kubelet evicts
+        # the pod once a download outgrows the limit, long before the cache's own sizeLimit.
+        needed = parse_quantity(cache.size) + parse_quantity(TMP_SIZE)
+        if parse_quantity(resources.ephemeral_storage) < needed:
+            raise ConfigError(
+                res_node.key("ephemeralStorage"),
+                f"must hold modelCache.size plus {TMP_SIZE} of /tmp (got {resources.ephemeral_storage} "
+                f"< {cache.size} + {TMP_SIZE}); raise it or use modelCache.type pvc",
+            )
     max_replicas = autoscaling.max_replicas if autoscaling else replicas
     if (
         cache.type == "pvc"
@@ -697,7 +711,8 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
 
 
 def _parse_patch(node: _Node) -> dict[str, Any]:
-    patch = node.raw.get("containerPatch") or {}
+    patch = node.raw.get("containerPatch")
+    patch = {} if patch is None else patch
     if not isinstance(patch, Mapping):
         raise ConfigError(node.key("containerPatch"), f"must be an object (a JSON merge patch; got {_kind(patch)})")
     for protected in ("name", "image"):

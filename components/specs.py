@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from components.config import GpuPoolConfig, ModelConfig
+from components.config import TMP_SIZE, GpuPoolConfig, ModelConfig
 
 Obj = dict[str, Any]
 
@@ -205,7 +205,7 @@ def probes(model: ModelConfig) -> Obj:
 
 def _volumes(model: ModelConfig) -> tuple[list[Obj], list[Obj]]:
     volumes: list[Obj] = [
-        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.shm_size}},
     ]
     mounts: list[Obj] = [

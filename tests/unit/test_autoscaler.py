@@ -1,0 +1,132 @@
+"""Autoscaler: an autoscaling/v2 HPA on the model's Deployment, with GPU-friendly behavior."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components import specs
+from components.autoscaler import Autoscaler, AutoscalerArgs
+from components.config import ModelConfig
+from tests.kube_checks import validate_object
+from tests.unit.mocking import model, run_components
+
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+COMPONENT = "model-serving:index:Autoscaler"
+
+LLAMA = model("prod", "llama-3-1-8b")  # pods metric, scale-down window 900
+DEV = model("dev")  # cpu metric, 1..2
+EXTERNAL = model(
+    "dev",
+    edits={
+        "models[0].autoscaling": {
+            "minReplicas": 2,
+            "maxReplicas": 6,
+            "metric": {
+                "type": "external",
+                "name": "sqs_messages_visible",
+                "targetValue": "30",
+                "selector": {"queue": "embeddings"},
+            },
+            "scaleUpWindowSeconds": 60,
+            "scaleDownWindowSeconds": 1200,
+        },
+        "gpuPool.gpuBudget": 6,
+    },
+)
+
+
+def _hpa(m: ModelConfig) -> dict[str, Any]:
+    hpa = specs.autoscaler(m)
+    assert hpa is not None
+    return hpa
+
+
+@pytest.mark.parametrize(
+    ("m", "low", "high"), [(LLAMA, 2, 4), (DEV, 1, 2), (EXTERNAL, 2, 6)], ids=["llama", "dev", "ext"]
+)
+def test_min_and_max_replicas_follow_the_config(m: ModelConfig, low: int, high: int) -> None:
+    spec = _hpa(m)["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (low, high)
+
+
+@pytest.mark.parametrize("m", [LLAMA, DEV, EXTERNAL], ids=["llama", "dev", "ext"])
+def test_the_hpa_scales_the_models_deployment(m: ModelConfig) -> None:
+    hpa = _hpa(m)
+    deployment = specs.deployment(m, "img:1", specs.gpu_scheduling(specs.GpuPoolConfig()))
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"],
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert hpa["metadata"]["namespace"] == deployment["metadata"]["namespace"] == m.namespace
+    assert hpa["apiVersion"] == "autoscaling/v2"
+
+
+def test_a_cpu_metric_targets_average_utilization() -> None:
+    assert _hpa(DEV)["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    ]
+    tuned = model("dev", edits={"models[0].autoscaling.metric.targetUtilization": 55})
+    assert _hpa(tuned)["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 55
+
+
+def test_a_pods_metric_targets_an_average_value_per_pod() -> None:
+    assert _hpa(LLAMA)["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "vllm:num_requests_waiting"},
+                "target": {"type": "AverageValue", "averageValue": "5"},
+            },
+        }
+    ]
+
+
+def test_an_external_metric_targets_a_value_with_its_selector() -> None:
+    assert _hpa(EXTERNAL)["spec"]["metrics"] == [
+        {
+            "type": "External",
+            "external": {
+                "metric": {"name": "sqs_messages_visible", "selector": {"matchLabels": {"queue": "embeddings"}}},
+                "target": {"type": "Value", "value": "30"},
+            },
+        }
+    ]
+
+
+def test_behavior_adds_one_pod_at_a_time_and_removes_slowly() -> None:
+    behavior = _hpa(LLAMA)["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 900
+    assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
+    assert (behavior["scaleUp"]["selectPolicy"], behavior["scaleDown"]["selectPolicy"]) == ("Max", "Min")
+
+
+def test_stabilization_windows_follow_the_config_and_default_to_ten_minutes_down() -> None:
+    assert _hpa(DEV)["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    behavior = _hpa(EXTERNAL)["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 60
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 1200
+
+
+@pytest.mark.parametrize("m", [LLAMA, DEV, EXTERNAL], ids=["llama", "dev", "ext"])
+def test_the_hpa_validates_against_the_schema(m: ModelConfig) -> None:
+    validate_object(_hpa(m))
+
+
+def test_there_is_no_hpa_without_autoscaling() -> None:
+    m = model("local")
+    assert specs.autoscaler(m) is None
+    with pytest.raises(ValueError, match="no autoscaling"):
+        run_components(lambda: Autoscaler(m.name, AutoscalerArgs(model=m)))
+
+
+def test_the_component_registers_the_hpa_as_its_child() -> None:
+    run = run_components(lambda: Autoscaler(LLAMA.name, AutoscalerArgs(model=LLAMA)))
+    hpa = run.one(HPA, LLAMA.name)
+    assert hpa.parent == run.one(COMPONENT, LLAMA.name).urn
+    assert hpa.inputs["spec"] == _hpa(LLAMA)["spec"]
+    assert len(run.resources) == 2

@@ -1,0 +1,441 @@
+"""Config mistakes stop the whole program with one message naming the key, before any resource exists."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components.config import ConfigError, parse_stack_config
+from tests.harness import STACKS, TEST_SECRETS, Failure, run_stack_failure
+from tests.unit.mocking import DELETE, edit, raw_config, stack_values
+
+LLAMA_70B = {"params": 70.6e9, "layers": 80, "heads": 64, "kvHeads": 8, "headDim": 128}
+HUB_ONLY = {"hubToken": TEST_SECRETS["hubToken"]}
+REGISTRY_ONLY = {"registryPassword": TEST_SECRETS["registryPassword"]}
+
+
+@dataclass(frozen=True)
+class Mistake:
+    id: str
+    stack: str
+    edits: dict[str, Any]
+    key: str  # the key path the message must name first, after "model-serving:"
+    secrets: dict[str, str] | None = None  # set as secrets; None means both test secrets
+    plain: dict[str, Any] = field(default_factory=dict)  # set as plain (non-secret) config
+    also: tuple[str, ...] = ()  # more text the message must contain
+
+
+MISTAKES = [
+    # wrong types
+    Mistake("replicas-a-word", "local", {"models[0].replicas": "two"}, "models[0].replicas"),
+    Mistake("replicas-a-boolean", "local", {"models[0].replicas": True}, "models[0].replicas"),
+    Mistake("hub-token-flag-a-word", "local", {"models[0].hubToken": "yes"}, "models[0].hubToken"),
+    Mistake("cpu-a-float", "local", {"models[0].resources.cpu": 0.5}, "models[0].resources.cpu"),
+    Mistake("memory-not-a-quantity", "local", {"models[0].resources.memory": "16GB"}, "models[0].resources.memory"),
+    Mistake("memory-nan", "local", {"models[0].resources.memory": "NaN"}, "models[0].resources.memory"),
+    Mistake("shm-infinite", "local", {"models[0].shmSize": "Infinity"}, "models[0].shmSize"),
+    Mistake("pool-a-list", "local", {"gpuPool": ["gpu"]}, "gpuPool"),
+    Mistake("models-an-object", "local", {"models": {"name": "minilm"}}, "models"),
+    Mistake("models-not-json", "local", {"models": "[oops"}, "models", also=("not valid JSON",)),
+    Mistake("env-value-a-number", "local", {"models[0].env": {"WORKERS": 4}}, "models[0].env.WORKERS"),
+    Mistake(
+        "cache-outgrows-ephemeral-storage",
+        "local",
+        {"models[0].modelCache.size": "30Gi"},
+        "models[0].resources.ephemeralStorage",
+        also=("30Gi",),
+    ),
+    Mistake("resources-a-list", "local", {"models[0].resources": []}, "models[0].resources"),
+    Mistake("autoscaling-false", "dev", {"models[0].autoscaling": False}, "models[0].autoscaling"),
+    Mistake(
+        "disruption-budget-over-100",
+        "prod",
+        {"gpuPool.karpenter.disruptionBudgetNodes": "500%"},
+        "gpuPool.karpenter.disruptionBudgetNodes",
+    ),
+    # negatives and ranges
+    Mistake("gpus-negative", "local", {"models[0].resources.gpus": -1}, "models[0].resources.gpus", also=("-1",)),
+    Mistake("gpus-fractional", "local", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", also=("0.5",)),
+    Mistake("cpu-negative", "local", {"models[0].resources.cpu": "-2"}, "models[0].resources.cpu"),
+    Mistake("service-port-too-high", "local", {"models[0].service.port": 70000}, "models[0].service.port"),
+    Mistake("container-port-zero", "local", {"models[0].port": 0}, "models[0].port"),
+    Mistake(
+        "load-time-too-short", "local", {"models[0].probes.modelLoadSeconds": 5}, "models[0].probes.modelLoadSeconds"
+    ),
+    Mistake(
+        "no-time-slicing",
+        "local",
+        {"gpuPool.devicePlugin.timeSlicingReplicas": 0},
+        "gpuPool.devicePlugin.timeSlicingReplicas",
+    ),
+    Mistake(
+        "min-above-max",
+        "dev",
+        {"models[0].autoscaling.minReplicas": 3},
+        "models[0].autoscaling.maxReplicas",
+        also=("must be >= minReplicas (got 2 < 3)",),
+    ),
+    Mistake("max-replicas-zero", "dev", {"models[0].autoscaling.maxReplicas": 0}, "models[0].autoscaling.maxReplicas"),
+    # names
+    Mistake("engine-unknown", "local", {"models[0].engine": "tgi"}, "models[0].engine", also=("server, vllm",)),
+    Mistake("name-underscore", "local", {"models[0].name": "mini_lm"}, "models[0].name", also=("'mini_lm'",)),
+    Mistake("name-capitals", "local", {"models[0].name": "MiniLM"}, "models[0].name"),
+    Mistake("name-too-long", "local", {"models[0].name": "m" * 64}, "models[0].name"),
+    Mistake("name-duplicate", "prod", {"models[1].name": "llama-3-1-8b"}, "models[1].name", also=("models[0].name",)),
+    Mistake("model-id-missing", "local", {"models[0].modelId": DELETE}, "models[0].modelId"),
+    Mistake("env-name-dash", "local", {"models[0].env": {"MY-VAR": "1"}}, "models[0].env.MY-VAR"),
+    Mistake("env-name-digit", "local", {"models[0].env": {"1VAR": "1"}}, "models[0].env.1VAR"),
+    # images
+    Mistake("image-missing", "local", {"models[0].image": {}}, "models[0].image", also=("exactly one of ref",)),
+    Mistake(
+        "image-ref-and-build",
+        "local",
+        {"models[0].image.build": {"imageName": "registry.example.com/model-serving/server:0.2.0"}},
+        "models[0].image",
+    ),
+    Mistake(
+        "image-latest",
+        "local",
+        {"models[0].image.ref": "registry.example.com/model-serving/server:latest"},
+        "models[0].image.ref",
+    ),
+    Mistake(
+        "image-untagged",
+        "local",
+        {"models[0].image.ref": "registry.example.com/model-serving/server"},
+        "models[0].image.ref",
+    ),
+    Mistake(
+        "build-latest",
+        "dev",
+        {"models[0].image.build.imageName": "registry.dev.example.com/model-serving/server:latest"},
+        "models[0].image.build.imageName",
+    ),
+    Mistake(
+        "push-without-registry", "dev", {"models[0].image.build.push": True}, "models[0].image.build.registry.server"
+    ),
+    Mistake(
+        "device-plugin-latest",
+        "local",
+        {"gpuPool.devicePlugin.image": "nvcr.io/nvidia/k8s-device-plugin:latest"},
+        "gpuPool.devicePlugin.image",
+    ),
+    Mistake(
+        "patch-the-image", "local", {"models[0].containerPatch": {"image": "evil:1"}}, "models[0].containerPatch.image"
+    ),
+    # typos
+    Mistake("typo-model-key", "local", {"models[0].replica": 2}, "models[0].replica", also=("not a known key",)),
+    Mistake("typo-autoscaling-key", "dev", {"models[0].autoscaling.maxReplica": 3}, "models[0].autoscaling.maxReplica"),
+    Mistake("typo-pool-key", "dev", {"gpuPool.gpuBugdet": 2}, "gpuPool.gpuBugdet"),
+    Mistake(
+        "typo-metric-key",
+        "prod",
+        {"models[0].autoscaling.metric.targetAverage": "5"},
+        "models[0].autoscaling.metric.targetAverage",
+    ),
+    Mistake("typo-top-level-key", "dev", {"gpupool": {"gpuBudget": 2}}, "gpupool", also=("not a known key",)),
+    # structure
+    Mistake("models-empty", "local", {"models": []}, "models"),
+    Mistake("model-namespace-default", "local", {"models[0].namespace": "default"}, "models[0].namespace"),
+    Mistake("model-namespace-kube-system", "local", {"models[0].namespace": "kube-system"}, "models[0].namespace"),
+    Mistake("stack-namespace-default", "local", {"namespace": "default"}, "namespace"),
+    Mistake(
+        "model-namespace-is-the-device-plugins",
+        "local",
+        {"models[0].namespace": "nvidia-device-plugin"},
+        "models[0].namespace",
+    ),
+    Mistake("replicas-and-autoscaling", "dev", {"models[0].replicas": 2}, "models[0].replicas"),
+    # GPU pool
+    Mistake(
+        "gpu-budget-too-small",
+        "dev",
+        {"gpuPool.gpuBudget": 1},
+        "gpuPool.gpuBudget",
+        also=("2 GPUs at peak", "budget is 1"),
+    ),
+    Mistake("gpu-budget-too-small-with-surge", "dev", {"models[0].rollout.maxSurge": 1}, "gpuPool.gpuBudget"),
+    Mistake(
+        "karpenter-without-budget", "prod", {"gpuPool.gpuBudget": DELETE}, "gpuPool.gpuBudget", also=("karpenter",)
+    ),
+    Mistake(
+        "karpenter-launches-nothing",
+        "prod",
+        {"gpuPool.karpenter.gpuProducts": DELETE},
+        "gpuPool.karpenter.instanceTypes",
+    ),
+    Mistake(
+        "karpenter-capacity-type",
+        "prod",
+        {"gpuPool.karpenter.capacityTypes": ["preemptible"]},
+        "gpuPool.karpenter.capacityTypes[0]",
+    ),
+    Mistake(
+        "taint-effect", "local", {"gpuPool.taint.effect": "NoScheduel"}, "gpuPool.taint.effect", also=("NoExecute",)
+    ),
+    Mistake("gpu-memory-not-a-size", "local", {"gpuPool.gpuMemory": "eighty"}, "gpuPool.gpuMemory"),
+    Mistake(
+        "gpus-too-few-for-70b",
+        "local",
+        {"models[0].architecture": LLAMA_70B, "models[0].engine": "vllm", "models[0].resources.gpus": 1},
+        "models[0].resources.gpus",
+        also=("models[0].resources.gpus is 1", "models[0].architecture", "at least 2 GPUs", "80Gi"),
+    ),
+    Mistake(
+        "architecture-no-kv-heads", "prod", {"models[0].architecture.kvHeads": 0}, "models[0].architecture.kvHeads"
+    ),
+    # rollout and storage
+    Mistake(
+        "rollout-never-starts",
+        "local",
+        {"models[0].rollout": {"maxSurge": 0, "maxUnavailable": 0}},
+        "models[0].rollout.maxUnavailable",
+    ),
+    Mistake(
+        "rwo-cache-several-replicas",
+        "prod",
+        {"models[0].modelCache.accessMode": "ReadWriteOnce"},
+        "models[0].modelCache.accessMode",
+    ),
+    Mistake(
+        "rwo-cache-with-surge",
+        "local",
+        {"models[0].modelCache": {"type": "pvc", "accessMode": "ReadWriteOncePod"}, "models[0].rollout.maxSurge": 1},
+        "models[0].modelCache.accessMode",
+    ),
+    # service
+    Mistake("service-type-unknown", "local", {"models[0].service.type": "Ingress"}, "models[0].service.type"),
+    Mistake(
+        "source-range-bad-prefix",
+        "dev",
+        {"models[0].service.sourceRanges": ["10.0.0.0/33"]},
+        "models[0].service.sourceRanges[0]",
+    ),
+    Mistake(
+        "source-range-a-name",
+        "dev",
+        {"models[0].service.sourceRanges": ["10.0.0.0/8", "office"]},
+        "models[0].service.sourceRanges[1]",
+    ),
+    Mistake(
+        "source-range-host-bits",
+        "dev",
+        {"models[0].service.sourceRanges": ["10.0.0.1/8"]},
+        "models[0].service.sourceRanges[0]",
+    ),
+    Mistake(
+        "source-ranges-on-cluster-ip",
+        "local",
+        {"models[0].service.sourceRanges": ["10.0.0.0/8"]},
+        "models[0].service.sourceRanges",
+    ),
+    Mistake(
+        "annotation-key-invalid",
+        "local",
+        {"models[0].service.annotations": {"bad key!": "x"}},
+        "models[0].service.annotations.bad key!",
+    ),
+    # autoscaling metrics
+    Mistake(
+        "pods-metric-without-target",
+        "prod",
+        {"models[0].autoscaling.metric.targetAverageValue": DELETE},
+        "models[0].autoscaling.metric.targetAverageValue",
+    ),
+    Mistake(
+        "external-metric-without-name",
+        "dev",
+        {"models[0].autoscaling.metric": {"type": "external", "targetValue": "10"}},
+        "models[0].autoscaling.metric.name",
+    ),
+    Mistake(
+        "metric-type-unknown",
+        "dev",
+        {"models[0].autoscaling.metric.type": "memory"},
+        "models[0].autoscaling.metric.type",
+    ),
+    # secrets
+    Mistake("hub-token-without-secret", "prod", {}, "models[0].hubToken", secrets=REGISTRY_ONLY, also=("--secret",)),
+    Mistake(
+        "hub-token-in-plain-config",
+        "prod",
+        {},
+        "hubToken",
+        secrets=REGISTRY_ONLY,
+        plain={"hubToken": "hf_plain_text_token"},
+        also=("must be a secret",),
+    ),
+    Mistake(
+        "registry-password-in-plain-config",
+        "prod",
+        {},
+        "registryPassword",
+        secrets=HUB_ONLY,
+        plain={"registryPassword": "plain-password"},
+    ),
+    Mistake("registry-password-missing", "prod", {}, "models[1].image.build.registry", secrets=HUB_ONLY),
+    Mistake(
+        "image-override-latest", "local", {"imageRefOverride": "registry.example.com/x:latest"}, "imageRefOverride"
+    ),
+]
+
+
+def test_there_are_enough_distinct_mistakes() -> None:
+    assert len(MISTAKES) >= 25
+    assert len({m.id for m in MISTAKES}) == len(MISTAKES)
+    assert len({m.key for m in MISTAKES}) >= 25
+    assert {m.stack for m in MISTAKES} == set(STACKS)
+
+
+def _run(mistake: Mistake) -> Failure:
+    return run_stack_failure(
+        mistake.stack,
+        config=stack_values(mistake.stack, mistake.edits),
+        overrides=mistake.plain,
+        secrets=mistake.secrets,
+    )
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[m.id for m in MISTAKES])
+def test_a_mistake_stops_the_program_with_one_error_naming_the_key(mistake: Mistake) -> None:
+    failure = _run(mistake)
+    message = str(failure.error)
+    assert type(failure.error) is pulumi.RunError, repr(failure.error)
+    first_key = re.search(r"model-serving:(.+?)(?= (?:is|must|duplicates|conflicts|only|or|needs)\b)", message)
+    assert first_key is not None, message
+    assert first_key[1] == mistake.key, message
+    assert "\n" not in message
+    for text in mistake.also:
+        assert text in message, message
+    # Nothing at all was registered, not even the Kubernetes provider, and nothing else was reported.
+    assert failure.resources == []
+    assert failure.logged_errors == []
+
+
+def test_the_70b_message_names_both_keys_and_both_counts() -> None:
+    failure = _run(next(m for m in MISTAKES if m.id == "gpus-too-few-for-70b"))
+    message = str(failure.error)
+    assert re.search(r"models\[0\]\.resources\.gpus is 1 but models\[0\]\.architecture", message), message
+    needed = [int(n) for n in re.findall(r"at least (\d+) GPUs", message)]
+    assert needed and min(needed) >= 2, message
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_stacks_the_mistakes_start_from_run_to_completion(stack: str) -> None:
+    """Each case above fails for its edit alone: unedited, its stack file registers everything."""
+    with pytest.raises(AssertionError, match="the program completed and registered"):
+        run_stack_failure(stack, config=stack_values(stack))
+
+
+# --- parse_stack_config directly ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "edits", "path", "message"),
+    [
+        (
+            "dev",
+            {"models[0].autoscaling": {"minReplicas": 2, "maxReplicas": 1}},
+            "models[0].autoscaling.maxReplicas",
+            "models[0].autoscaling.maxReplicas must be >= minReplicas (got 1 < 2)",
+        ),
+        ("local", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", "must be a whole number (got 0.5)"),
+        ("local", {"models[0].resources.gpus": 17}, "models[0].resources.gpus", "must be <= 16 (got 17)"),
+        ("local", {"models[0].name": "Mini_LM"}, "models[0].name", "must be a DNS-1123 label"),
+        ("prod", {"models[1].namespace": "prod-llama-3-1-8b"}, "models[1].namespace", "duplicates models[0]"),
+        ("local", {"models[0].service.port": 0}, "models[0].service.port", "must be >= 1 (got 0)"),
+        ("local", {"models[0].resources.cpu": "NaN"}, "models[0].resources.cpu", "is not a Kubernetes quantity"),
+        ("local", {"models[0].resources.memory": "١٦Gi"}, "models[0].resources.memory", "is not a Kubernetes quantity"),
+    ],
+)
+def test_parse_errors_carry_the_key_path(stack: str, edits: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw_config(stack, edits), has_hub_token=True, has_registry_password=True)
+    assert caught.value.path == path
+    assert str(caught.value).startswith(f"{path} ")
+    assert message in str(caught.value)
+
+
+def test_parse_needs_the_secrets_the_config_asks_for() -> None:
+    raw = raw_config("prod")
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw, has_hub_token=False, has_registry_password=True)
+    assert caught.value.path == "models[0].hubToken"
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw, has_hub_token=True, has_registry_password=False)
+    assert caught.value.path == "models[1].image.build.registry"
+    assert parse_stack_config(raw, has_hub_token=True, has_registry_password=True).models[0].hub_token
+
+
+@pytest.mark.parametrize("quantity", ["4", "500m", "16Gi", "1.5", "2e3", "1E"])
+def test_kubernetes_quantities_are_accepted(quantity: str) -> None:
+    config = parse_stack_config(raw_config("local", {"models[0].resources.cpu": quantity}))
+    assert config.models[0].resources.cpu == quantity
+
+
+# --- any value anywhere: accepted, or one ConfigError ---------------------------------------------
+
+PATHS = [
+    "namespace",
+    "gpuPool",
+    "gpuPool.gpuBudget",
+    "gpuPool.gpuMemory",
+    "gpuPool.nodeSelector",
+    "gpuPool.taint",
+    "gpuPool.devicePlugin.timeSlicingReplicas",
+    "gpuPool.karpenter",
+    "gpuPool.karpenter.capacityTypes",
+    "models",
+    "models[0]",
+    "models[0].name",
+    "models[0].image",
+    "models[0].resources",
+    "models[0].resources.gpus",
+    "models[0].resources.memory",
+    "models[0].architecture",
+    "models[0].architecture.params",
+    "models[0].architecture.maxModelLen",
+    "models[0].env",
+    "models[0].args",
+    "models[0].shmSize",
+    "models[0].modelCache",
+    "models[0].autoscaling",
+    "models[0].autoscaling.metric",
+    "models[0].rollout",
+    "models[0].service",
+    "models[0].service.sourceRanges",
+    "models[1].image.build",
+    "models[1].image.build.cacheFrom",
+]
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["NaN", "Infinity", "-1", "0", "1Gi", "latest", "10.0.0.0/8", "a_b", "ReadWriteOnce"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(PATHS), value=_VALUES)
+def test_any_value_at_any_key_is_accepted_or_named(path: str, value: Any) -> None:
+    raw = raw_config("prod")
+    edit(raw, path, value)
+    try:
+        parse_stack_config(raw, has_hub_token=True, has_registry_password=True)
+    except ConfigError as error:
+        # The message starts with a key path rooted in the config, never a Python traceback.
+        assert re.match(r"^(namespace|gpuPool|models|imageRefOverride)\b", error.path), error.path
+        assert str(error).startswith(error.path)

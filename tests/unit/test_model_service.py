@@ -1,0 +1,177 @@
+"""ModelService: one model end to end in its own namespace, every child under it, and its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pulumi.runtime.mocks import MockResourceArgs
+
+from components import specs
+from components.config import ModelConfig
+from components.model_service import ModelService, ModelServiceArgs
+from tests.harness import Registered, Run, run_stack
+from tests.unit.mocking import Components, is_secret, model, resolve, run_components, stack_values, typed
+
+SERVICE = "model-serving:index:ModelService"
+CLUSTER_SCOPED = {"Namespace", "RuntimeClass", "NodePool"}
+
+
+@pytest.fixture(scope="module")
+def prod() -> Run:
+    return run_stack("prod")
+
+
+def _ancestors(run: Run, resource: Registered) -> list[Registered]:
+    by_urn = {r.urn: r for r in run.resources}
+    chain = []
+    parent = by_urn.get(resource.parent)
+    while parent is not None:
+        chain.append(parent)
+        parent = by_urn.get(parent.parent)
+    return chain
+
+
+def _owner(run: Run, resource: Registered) -> Registered | None:
+    return next((a for a in _ancestors(run, resource) if a.type == SERVICE), None)
+
+
+def _subtree(run: Run, name: str) -> list[Registered]:
+    service = run.one(SERVICE, name)
+    return [r for r in run.resources if service in _ancestors(run, r)]
+
+
+def test_each_model_gets_its_own_restricted_namespace(prod: Run) -> None:
+    for name, namespace in (("llama-3-1-8b", "prod-llama-3-1-8b"), ("embeddings", "prod-embeddings")):
+        ns = next(r for r in _subtree(prod, name) if r.kind == "Namespace")
+        assert ns.name == ns.inputs["metadata"]["name"] == namespace
+        assert ns.parent == prod.one(SERVICE, name).urn
+        labels = ns.inputs["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert prod.outputs[f"{name}_namespace"] == namespace
+
+
+def test_every_namespaced_object_of_a_model_is_in_its_namespace(prod: Run) -> None:
+    for name in ("llama-3-1-8b", "embeddings"):
+        namespace = prod.outputs[f"{name}_namespace"]
+        objects = [r for r in _subtree(prod, name) if r.type.startswith("kubernetes:") and r.kind not in CLUSTER_SCOPED]
+        assert len(objects) >= 6
+        for resource in objects:
+            assert resource.inputs["metadata"]["namespace"] == namespace, resource.urn
+            assert namespace != "default"
+
+
+def test_a_configured_namespace_is_used_but_never_default() -> None:
+    run = run_stack("local", config=stack_values("local", {"models[0].namespace": "team-a-inference"}))
+    assert run.outputs["minilm_namespace"] == "team-a-inference"
+    deployment = run.one("kubernetes:apps/v1:Deployment", "minilm")
+    assert deployment.inputs["metadata"]["namespace"] == "team-a-inference"
+    assert {r.name for r in run.of_type("kubernetes:core/v1:Namespace")} == {"team-a-inference", "nvidia-device-plugin"}
+
+
+def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> None:
+    owned = {r.urn for name in ("llama-3-1-8b", "embeddings") for r in _subtree(prod, name)}
+    pool = prod.one("model-serving:index:GpuNodePool", "gpu")
+    for resource in prod.resources:
+        if resource.type in (SERVICE, "pulumi:providers:kubernetes") or pool.urn in (resource.urn, resource.parent):
+            continue
+        assert resource.urn in owned, resource.urn
+        # and under the ModelService of its own model, not another's
+        owner = _owner(prod, resource)
+        assert owner is not None
+        if resource.type.startswith("kubernetes:") and resource.kind != "Namespace":
+            assert resource.inputs["metadata"]["namespace"] == prod.outputs[f"{owner.name}_namespace"]
+
+
+def test_the_model_service_composes_the_five_parts(prod: Run) -> None:
+    for name in ("llama-3-1-8b", "embeddings"):
+        service = prod.one(SERVICE, name)
+        children = sorted(r.type for r in prod.resources if r.parent == service.urn)
+        assert children == [
+            "kubernetes:core/v1:Namespace",
+            "model-serving:index:Autoscaler",
+            "model-serving:index:LoadBalancedService",
+            "model-serving:index:ModelDeployment",
+            "model-serving:index:ModelImage",
+        ]
+
+
+def test_without_autoscaling_there_is_no_autoscaler() -> None:
+    run = run_stack("local")
+    children = {r.type for r in run.resources if r.parent == run.one(SERVICE, "minilm").urn}
+    assert "model-serving:index:Autoscaler" not in children
+    assert "model-serving:index:ModelDeployment" in children
+
+
+def _reaches(run: Run, start: Registered, target: str, deps: dict[str, list[str]]) -> bool:
+    """Whether ``start`` waits for ``target``: through its dependencies, its parents', and theirs."""
+    seen: set[str] = set()
+    todo = [start.urn]
+    while todo:
+        urn = todo.pop()
+        if urn == target:
+            return True
+        if urn in seen:
+            continue
+        seen.add(urn)
+        resource = next((r for r in run.resources if r.urn == urn), None)
+        if resource is not None and resource.parent:
+            todo.append(resource.parent)
+        todo.extend(deps.get(urn, []))
+    return False
+
+
+def test_every_namespaced_object_is_created_after_its_namespace() -> None:
+    m = model("prod", "llama-3-1-8b")
+    run = _component(m)
+    deps = {urn: options.dependencies for urn, options in run.options.items()}
+    namespace = run.one("kubernetes:core/v1:Namespace", m.namespace).urn
+    objects = [r for r in run.kubernetes_objects() if r.kind not in CLUSTER_SCOPED]
+    assert {r.kind for r in objects} >= {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "ServiceAccount"}
+    for resource in objects:
+        assert _reaches(run, resource, namespace, deps), resource.urn
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+def _lb(args: MockResourceArgs) -> dict[str, Any] | None:
+    if args.typ == "kubernetes:core/v1:Service":
+        return {"status": {"loadBalancer": {"ingress": [{"ip": "10.20.30.40"}]}}}
+    return None
+
+
+def _component(m: ModelConfig, **args: Any) -> Components[ModelService]:
+    scheduling = specs.gpu_scheduling(typed("prod").gpu_pool)
+    service_args = ModelServiceArgs(model=m, scheduling=scheduling, hub_token="hf_unit", registry_password="pw", **args)
+    return run_components(lambda: ModelService(m.name, service_args), outputs=_lb)
+
+
+def test_the_outputs_are_endpoint_image_ref_and_namespace() -> None:
+    m = model("prod", "embeddings")
+    run = _component(m)
+    service = run.built
+    assert resolve(service.endpoint) == "http://10.20.30.40:80"
+    assert resolve(service.image_ref) == f"registry.example.com/model-serving/server@sha256:{'ab' * 32}"
+    assert resolve(service.namespace) == "prod-embeddings"
+    registered = run.component_outputs[run.one(SERVICE, m.name).urn]
+    assert registered == {
+        "endpoint": "http://10.20.30.40:80",
+        "image_ref": f"registry.example.com/model-serving/server@sha256:{'ab' * 32}",
+        "namespace": "prod-embeddings",
+    }
+    for output in (service.endpoint, service.image_ref, service.namespace):
+        assert not is_secret(output)
+
+
+def test_the_deployment_runs_the_image_the_model_service_reports() -> None:
+    m = model("prod", "llama-3-1-8b")
+    run = _component(m)
+    container = run.one("kubernetes:apps/v1:Deployment", m.name).inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == resolve(run.built.image_ref) == m.image.ref
+
+
+def test_the_stack_exports_every_models_outputs(prod: Run) -> None:
+    assert set(prod.outputs) == {
+        f"{name}_{key}" for name in ("llama-3-1-8b", "embeddings") for key in ("endpoint", "image_ref", "namespace")
+    } | {"gpu_budget"}

@@ -1,0 +1,138 @@
+"""The registry password and the hub token are Pulumi secrets wherever they go, and nowhere else."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+
+from components import specs
+from components.deployment import ModelDeployment, ModelDeploymentArgs
+from components.image import ModelImage, ModelImageArgs
+from components.model_service import ModelService, ModelServiceArgs
+from tests.harness import Registered, Run, run_stack
+from tests.unit.mocking import is_secret, model, resolve, run_components, stack_values, typed
+
+TOKEN = "hf_SENTINEL_token_4f1d9c"
+PASSWORD = "SENTINEL-registry-password-77e2"
+SECRETS = {"hubToken": TOKEN, "registryPassword": PASSWORD}
+IMAGE = "docker:index/image:Image"
+SECRET = "kubernetes:core/v1:Secret"
+
+
+@pytest.fixture(scope="module")
+def prod() -> Run:
+    return run_stack("prod", secrets=SECRETS)
+
+
+def _without(value: Any, path: str) -> Any:
+    """``value`` with the secret at ``path`` (``registry.password``, ``stringData``) removed."""
+    keys = [name or int(index) for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)]
+    result = copy.deepcopy(value)
+    node = result
+    for key in keys[:-1]:
+        node = node[key]
+    del node[keys[-1]]
+    return result
+
+
+def _public_inputs(resource: Registered) -> str:
+    inputs = resource.inputs
+    for path in resource.secret_paths:
+        inputs = _without(inputs, path)
+    return json.dumps(inputs, sort_keys=True, default=str)
+
+
+def test_the_registry_password_is_a_secret_input_of_the_docker_image(prod: Run) -> None:
+    image = prod.one(IMAGE, "embeddings")
+    assert image.inputs["registry"]["password"] == PASSWORD
+    assert "registry.password" in image.secret_paths
+
+
+def test_the_hub_token_is_a_secret_input_of_the_kubernetes_secret(prod: Run) -> None:
+    secret = prod.one(SECRET, "llama-3-1-8b-hub-token")
+    assert secret.inputs["stringData"] == {"token": TOKEN}
+    assert any(path == "stringData" or path.startswith("stringData.") for path in secret.secret_paths)
+
+
+@pytest.mark.parametrize("value", [TOKEN, PASSWORD])
+def test_no_secret_value_appears_in_any_non_secret_input_or_output(prod: Run, value: str) -> None:
+    carriers = [r for r in prod.resources if value in json.dumps(r.inputs, default=str)]
+    # Not vacuous: the value is in the graph, under a secret path of exactly one resource.
+    assert len(carriers) == 1
+    for resource in prod.resources:
+        assert value not in _public_inputs(resource), resource.urn
+    assert value not in json.dumps(prod.outputs, default=str)
+
+
+def test_only_the_secret_paths_are_secret(prod: Run) -> None:
+    secret_paths = {(r.type, r.name): r.secret_paths for r in prod.resources if r.secret_paths}
+    assert secret_paths == {
+        (IMAGE, "embeddings"): ["registry.password"],
+        (SECRET, "llama-3-1-8b-hub-token"): ["stringData"],
+    }
+
+
+def test_a_stack_that_needs_no_token_does_not_carry_one() -> None:
+    run = run_stack("dev", secrets=SECRETS)
+    for value in SECRETS.values():
+        assert all(value not in json.dumps(r.inputs, default=str) for r in run.resources)
+    assert not run.of_type(SECRET)
+
+
+def test_a_second_model_with_a_hub_token_gets_its_own_secret() -> None:
+    run = run_stack("prod", config=stack_values("prod", {"models[1].hubToken": True}), secrets=SECRETS)
+    secrets = run.of_type(SECRET)
+    assert sorted(s.name for s in secrets) == ["embeddings-hub-token", "llama-3-1-8b-hub-token"]
+    for secret in secrets:
+        assert secret.secret_paths == ["stringData"]
+        assert TOKEN not in _public_inputs(secret)
+    for resource in run.resources:
+        assert TOKEN not in _public_inputs(resource), resource.urn
+
+
+# --- outputs of the components, given plain (non-secret) values -----------------------------------
+
+
+def test_the_hub_token_secret_output_is_secret_even_from_a_plain_input() -> None:
+    m = model("prod", "llama-3-1-8b")
+    scheduling = specs.gpu_scheduling(typed("prod").gpu_pool)
+    args = ModelDeploymentArgs(model=m, image_ref="img:1", scheduling=scheduling, hub_token=TOKEN)
+    run = run_components(lambda: ModelDeployment(m.name, args))
+    secret = run.built.hub_token_secret
+    assert secret is not None
+    string_data = secret.string_data  # type: ignore[attr-defined]
+    assert is_secret(string_data)
+    assert resolve(string_data) == {"token": TOKEN}
+    assert run.one(SECRET, f"{m.name}-hub-token").secret_paths == ["stringData"]
+    # The Deployment only names the Secret; its own spec is not tainted by the token.
+    deployment = run.built.deployment
+    assert not is_secret(deployment.spec)  # type: ignore[attr-defined]
+    assert TOKEN not in json.dumps(resolve(deployment.spec), default=str)  # type: ignore[attr-defined]
+
+
+def test_the_registry_password_is_secret_even_from_a_plain_input() -> None:
+    build = model("prod", "embeddings").image
+    run = run_components(lambda: ModelImage("embeddings", ModelImageArgs(image=build, registry_password=PASSWORD)))
+    image = run.one(IMAGE, "embeddings")
+    assert image.secret_paths == ["registry.password"]
+    assert not is_secret(run.built.image_ref)
+    assert PASSWORD not in resolve(run.built.image_ref)
+
+
+def test_a_model_service_keeps_both_secrets_secret_and_its_outputs_public() -> None:
+    m = model("prod", "embeddings", edits={"models[1].hubToken": True})
+    scheduling = specs.gpu_scheduling(typed("prod").gpu_pool)
+    args = ModelServiceArgs(model=m, scheduling=scheduling, hub_token=TOKEN, registry_password=PASSWORD)
+    run = run_components(lambda: ModelService(m.name, args))
+    assert run.one(IMAGE, m.name).secret_paths == ["registry.password"]
+    assert run.one(SECRET, f"{m.name}-hub-token").secret_paths == ["stringData"]
+    for resource in run.resources:
+        for value in (TOKEN, PASSWORD):
+            assert value not in _public_inputs(resource), resource.urn
+    for urn, outputs in run.component_outputs.items():
+        assert TOKEN not in json.dumps(outputs, default=str), urn
+        assert PASSWORD not in json.dumps(outputs, default=str), urn
