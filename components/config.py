@@ -383,6 +383,8 @@ class ModelConfig:
     # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the
     # config does not cover. null deletes a key; the policy pack still checks the result.
     container_patch: Mapping[str, Any] = field(default_factory=dict)
+    # Where the image holds the model's files (MODEL_DIR); unset: the hub cache under /cache.
+    model_dir: str | None = None
 
     @property
     def max_replicas(self) -> int:
@@ -446,6 +448,7 @@ MODEL_KEYS = (
     "rollout",
     "service",
     "containerPatch",
+    "modelDir",
 )
 
 
@@ -695,6 +698,7 @@ def _parse_model(node: _Node, namespace: str, pool: GpuPoolConfig, override: str
         shm_size=node.quantity("shmSize", shm_default),
         hub_token=node.flag("hubToken", False),
         container_patch=_parse_patch(node),
+        model_dir=node.opt_string("modelDir", pattern=re.compile(r"^/[^\0]*$")),
         autoscaling=autoscaling,
         rollout=rollout,
         service=service,

@@ -24,6 +24,9 @@ HTTP_PORT_NAME = "http"
 HUB_TOKEN_DIR = "/var/run/secrets/model-hub"
 CACHE_DIR = "/cache"
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
+# Shutdown: the endpoint removal propagates during the preStop pause, then the server drains.
+PRE_STOP_SECONDS = 5
+DRAIN_SECONDS = 25
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,9 @@ def container_env(model: ModelConfig) -> list[Obj]:
         "XDG_CACHE_HOME": "/tmp/.cache",
     }
     if model.engine == "server":
-        env["DRAIN_SECONDS"] = "25"
+        env["DRAIN_SECONDS"] = str(DRAIN_SECONDS)
+    if model.model_dir:
+        env["MODEL_DIR"] = model.model_dir
     if model.hub_token:
         # HF_TOKEN_PATH is read by huggingface_hub (vLLM); HF_TOKEN_FILE by the app/ server.
         env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
@@ -275,6 +280,7 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
         "resources": resources(model, scheduling.gpu_resource_name),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         **probes(model),
     }
     container = merge_patch(container, model.container_patch)
@@ -282,7 +288,7 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
         "serviceAccountName": model.name,
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + DRAIN_SECONDS + 15,
         "containers": [container],
         "volumes": volumes,
         "topologySpreadConstraints": [

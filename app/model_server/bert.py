@@ -30,9 +30,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
     sign = np.sign(x)
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
     return sign * (1.0 - poly * np.exp(-a * a))
 
 
@@ -213,9 +211,7 @@ class SentenceEmbedder:
             raise ModelLoadError(f"{root}/config.json is missing or not a JSON object")
         weights_path = root / "model.safetensors"
         if not weights_path.is_file():
-            raise ModelLoadError(
-                f"{root}/model.safetensors not found (only safetensors weights are supported)"
-            )
+            raise ModelLoadError(f"{root}/model.safetensors not found (only safetensors weights are supported)")
         tokenizer_path = root / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise ModelLoadError(f"{root}/tokenizer.json not found")

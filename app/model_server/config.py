@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,12 +46,33 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def default_concurrency() -> int:
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by the container's CFS quota (cgroup v2 or v1), None if unlimited."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path(root, "cpu", "cpu.cfs_quota_us").read_text())
+        period_us = int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def default_concurrency() -> int:
+    """Forward passes at once: the usable CPUs (affinity, then the pod's CPU limit), at most 4."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+        cpus = float(os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, limit)
+    return max(1, min(math.ceil(cpus), 4))
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,5 @@ def resolve_model_dir(settings: Settings) -> Path:
     if len(complete) == 1 and not ref.is_file():
         return complete[0]
     raise FileNotFoundError(
-        f"no snapshot of {settings.model_id!r} for revision {revision!r} with a config.json "
-        f"under {snapshots}"
+        f"no snapshot of {settings.model_id!r} for revision {revision!r} with a config.json under {snapshots}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from model_server.config import ConfigError, Settings, resolve_model_dir
+from model_server.config import ConfigError, Settings, cgroup_cpu_limit, default_concurrency, resolve_model_dir
 
 
 def test_defaults_match_the_kubernetes_contract() -> None:
@@ -86,3 +86,20 @@ def test_missing_model_has_a_clear_message(tmp_path: Path) -> None:
 
 def test_model_dir_wins_over_the_cache(tmp_path: Path, model_dir: Path) -> None:
     assert resolve_model_dir(Settings.from_env({"MODEL_DIR": str(model_dir), "HF_HOME": str(tmp_path)})) == model_dir
+
+
+def test_cpu_limit_from_cgroup_v2(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path)) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(str(tmp_path)) is None
+
+
+def test_cpu_limit_from_cgroup_v1(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(str(tmp_path)) == 0.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(str(tmp_path)) is None
+    assert 1 <= default_concurrency() <= 4

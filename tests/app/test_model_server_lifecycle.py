@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -201,3 +202,19 @@ def test_port_in_use_exits_1(start_server: Any) -> None:
     second = start_server(PORT=str(first.port))
     assert second.wait_exit(60) == 1
     assert "cannot listen on" in second.output()
+
+
+def test_stalled_or_vanished_clients_do_not_hurt(start_server: Any) -> None:
+    server = start_server(KEEPALIVE_SECONDS="0.5")
+    server.wait_ready()
+    # a body that never arrives: the read times out and the connection is closed
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"input"')
+        assert sock.recv(1024) == b""
+    # a client that disconnects right after sending its request
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{"input": "x"}')
+    assert post(server.url, "/v1/embeddings", {"input": "still fine"}).status == 200
+    samples = parse_metrics(get(server.url, "/metrics").body.decode())
+    assert metric(samples, "model_server_requests_total", endpoint="/v1/embeddings", status="499") >= 1
+    assert "Traceback" not in server.output()

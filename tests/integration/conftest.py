@@ -39,7 +39,7 @@ class Project:
     def make(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
         result = subprocess.run(
-            ["make", "--no-print-directory", "-C", str(self.path), *args],
+            ["make", "--silent", "--no-print-directory", "-C", str(self.path), *args],
             env=env,
             capture_output=True,
             text=True,
