@@ -83,8 +83,11 @@ test: venv pulumi lint
 	$(BIN)/pytest tests
 	$(MAKE) image-test
 
+# Several minutes: mocks (ModelService vs a raw program), suites, CLI previews, image sizes -> bench/results.json.
+# pyinstrument (bench/requirements.txt) profiles what misses a goal. BENCH_ARGS: e.g. --skip image (python -m bench -h).
 bench: venv pulumi
-	$(BIN)/python -m bench
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf rendered .pytest_cache .ruff_cache .mypy_cache

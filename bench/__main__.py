@@ -1,0 +1,130 @@
+"""``make bench``: the component layer's cost under mocks and with the real CLI, suite time, image size.
+
+Prints a table and writes ``bench/results.json`` (see ``bench/README-section.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import image, mock, preview, suites
+from bench.util import load_average, machine, progress
+
+PARTS = ("mock", "suites", "preview", "image")
+PROFILES = Path(__file__).resolve().parents[1] / ".cache" / "bench"
+# key: (goal, what the key measures)
+GOALS: dict[str, tuple[float | None, str]] = {
+    "overhead_ratio": (1.15, "mocks, N=100: ModelService program / raw program"),
+    "growth_100_over_10": (11.0, "mocks: component program, N=100 / N=10"),
+    "peak_rss_mb_100": (None, "mocks, N=100: peak resident memory (MB)"),
+    "suite_seconds": (60.0, "unit + policy suites, wall seconds"),
+    "preview_ratio_raw": (1.3, "pulumi preview prod: program / raw program"),
+    "preview_ratio_policy": (1.5, "pulumi preview prod: with / without policy pack"),
+    "image_size_ratio": (0.5, "app image / seed approach's image"),
+}
+
+TARGETS = {key: goal for key, (goal, _) in GOALS.items() if goal is not None}
+
+
+def _table(results: dict[str, Any]) -> str:
+    rows = [("key", "value", "goal", "", "what")]
+    for key, (goal, what) in GOALS.items():
+        value = results.get(key)
+        met = "" if goal is None or value is None else ("ok" if value <= goal else "MISSED")
+        rows.append((key, "n/a" if value is None else f"{value:g}", "" if goal is None else f"<= {goal:g}", met, what))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _mock_table(detail: dict[str, Any]) -> str:
+    lines = [f"mocks, median of {detail['repeats']} runs:", "     N  component s   raw s  ratio  (cpu ratio)"]
+    for n, row in detail["sizes"].items():
+        lines.append(
+            f"  {n:>4}  {row['component_s']:>11.3f}  {row['raw_s']:>6.3f}  {row['ratio']:.3f}  ({row['cpu_ratio']:.3f})"
+        )
+    lines.append(
+        f"  N=100, raw + the same number of bare ComponentResources: {detail['bare_ratio']:.3f} x raw; "
+        f"the components: {detail['component_over_bare']:.3f} x that"
+    )
+    profiled = detail.get("profiles")
+    if profiled:
+        lines.append(
+            f"  Python calls at N=100 (cProfile, load-free): component {profiled['call_ratio']:.3f} x raw, raw + bare "
+            f"{profiled['bare_call_ratio']:.3f} x; {profiled['calls_per_bare_component']} per empty ComponentResource "
+            f"vs {profiled['calls_per_raw_resource']} per resource of the raw program; profiles in .cache/bench/"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per program and N under mocks (default 5)")
+    parser.add_argument("--preview-repeats", type=int, default=5, help="previews per variant (default 5)")
+    parser.add_argument("--skip", action="append", choices=PARTS, default=[], help="leave a part out (repeatable)")
+    parser.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="pyinstrument profiles of the programs at N=100 into .cache/bench/ (auto: when a mocks goal is missed)",
+    )
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results.json")
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {
+        "generated": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
+        "machine": machine(),
+    }
+    results.update({key: None for key in GOALS})
+    detail: dict[str, Any] = {}
+    skipped = {part: "skipped (--skip)" for part in args.skip}
+
+    if "mock" not in args.skip:
+        detail["mock"] = mock.run(args.repeats)
+        for key in ("overhead_ratio", "growth_100_over_10", "peak_rss_mb_100"):
+            results[key] = detail["mock"][key]
+        missed = any(results[k] > TARGETS[k] for k in ("overhead_ratio", "growth_100_over_10"))
+        if args.profile == "always" or (args.profile == "auto" and missed):
+            detail["mock"]["profiles"] = mock.profile(PROFILES)
+    if "suites" not in args.skip:
+        detail["suites"] = suites.run()
+        results["suite_seconds"] = detail["suites"]["suite_seconds"]
+    if "preview" not in args.skip:
+        detail["preview"] = preview.run(args.preview_repeats)
+        results["preview_ratio_raw"] = detail["preview"].get("preview_ratio_raw")
+        results["preview_ratio_policy"] = detail["preview"].get("preview_ratio_policy")
+        if "skipped" in detail["preview"]:
+            skipped["preview"] = detail["preview"]["skipped"]
+    if "image" not in args.skip:
+        detail["image"] = image.run()
+        results["image_size_ratio"] = detail["image"]["image_size_ratio"]
+        if detail["image"].get("reason"):
+            skipped["image"] = detail["image"]["reason"]
+
+    results["machine"]["load_average_end"] = load_average()
+    results["goals"] = TARGETS
+    results["missed"] = [key for key, goal in TARGETS.items() if results[key] is not None and results[key] > goal]
+    results["skipped"] = skipped
+    results["detail"] = detail
+    partial = args.output.with_name(args.output.name + ".tmp")
+    partial.write_text(json.dumps(results, indent=1) + "\n")
+    partial.replace(args.output)  # never a half-written results.json
+
+    print()
+    if "mock" in detail:
+        print(_mock_table(detail["mock"]))
+        print()
+    print(_table(results))
+    print(f"\nmachine: {results['machine']['cores']} cores, {results['machine']['memory_gb']} GB; wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    progress("make bench: mocks, suites, previews, image (several minutes)")
+    sys.exit(main())
