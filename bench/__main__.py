@@ -1,6 +1,6 @@
 """``make bench``: the component layer's cost under mocks and with the real CLI, suite time, image size.
 
-Prints a table and writes ``bench/results.json`` (see ``bench/README-section.md``).
+Prints a table and writes ``bench/results.json`` (see the README's Performance section).
 """
 
 from __future__ import annotations

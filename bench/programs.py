@@ -1,4 +1,4 @@
-"""The two programs the benchmark compares, and the N-model stack config they run with."""
+"""The programs the benchmark compares under mocks, and the N-model stack config they run with."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ BASE_STACK = "prod"
 def models_config(n: int) -> dict[str, Any]:
     """``prod``'s config with ``n`` models: its model entries in turn, renamed ``<name>-<i>``.
 
-    The GPU budget is the models' peak demand (so it validates at any N) and every image is
-    :data:`PREBUILT` through ``imageRefOverride``.
+    The GPU budget is raised to 16 GPUs per model, above any model's peak demand (so it validates
+    at any N), and every image is :data:`PREBUILT` through ``imageRefOverride``.
     """
     values = copy.deepcopy(stack_config(BASE_STACK))
     templates = values[f"{PROJECT}:models"]

@@ -7,8 +7,8 @@ stack outputs. What it leaves out is exactly the component layer: the GpuNodePoo
 ModelDeployment, LoadBalancedService and Autoscaler resources, their parent links and registered outputs.
 
 Dependencies are the ones the component program's objects are registered with (``python -m bench.mock_run --check``
-compares both): a ``depends_on`` given to a component does not reach the objects inside it, so, as there, only the
-device plugin's ConfigMap and DaemonSet and each model's Deployment name dependencies.
+compares both): every namespaced object waits for its Namespace, the Deployment also for its ServiceAccount,
+Secret and claim, and the HPA for the Deployment's objects.
 Models must use prebuilt images (``image.ref``, or ``imageRefOverride``): there is no docker.Image here.
 
 Runs as a Pulumi program (``runpy`` under the mock harness, or as ``__main__.py`` of a throwaway project that the
@@ -58,36 +58,40 @@ for model in stack.models:
     if model.image.ref is None:
         raise pulumi.RunError(f"the raw program needs a prebuilt image for model {model.name!r} (imageRefOverride)")
     image_ref = pulumi.Output.from_input(model.image.ref)
-    register(specs.namespace(model.namespace), on_provider)
+    ns = register(specs.namespace(model.namespace), on_provider)
+    in_ns = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
     # ModelDeployment's objects.
-    needed = [register(specs.service_account(model), on_provider)]
+    needed = [register(specs.service_account(model), in_ns)]
     if model.hub_token:
         if hub_token is None:
             raise ValueError(f"model {model.name!r} mounts a hub token but none was given")
-        needed.append(register(specs.hub_token_secret(model, pulumi.Output.secret(hub_token)), on_provider))
+        needed.append(register(specs.hub_token_secret(model, pulumi.Output.secret(hub_token)), in_ns))
     claim = specs.model_cache_claim(model)
     if claim is not None:
         annotated = {**claim, "metadata": {**claim["metadata"], "annotations": {"pulumi.com/skipAwait": "true"}}}
-        needed.append(register(annotated, on_provider))
+        needed.append(register(annotated, in_ns))
     timeout = f"{max(30, specs.progress_deadline_seconds(model) // 60 + 10)}m"
-    register(
-        specs.deployment(model, image_ref, scheduling),
-        pulumi.ResourceOptions(
-            provider=provider,
-            depends_on=needed,
-            custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
-        ),
+    deployment_objects = [*needed]
+    deployment_objects.append(
+        register(
+            specs.deployment(model, image_ref, scheduling),
+            pulumi.ResourceOptions(
+                provider=provider,
+                depends_on=[ns, *needed],
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+            ),
+        )
     )
     budget = specs.disruption_budget(model)
     if budget is not None:
-        register(budget, on_provider)
+        deployment_objects.append(register(budget, in_ns))
     # LoadBalancedService's objects.
-    svc = register(specs.service(model), on_provider)
-    register(specs.network_policy(model), on_provider)
-    # Autoscaler's object.
+    svc = register(specs.service(model), in_ns)
+    register(specs.network_policy(model), in_ns)
+    # Autoscaler's object: waiting for the ModelDeployment component means waiting for its objects.
     hpa = specs.autoscaler(model)
     if hpa is not None:
-        register(hpa, on_provider)
+        register(hpa, pulumi.ResourceOptions(provider=provider, depends_on=[ns, *deployment_objects]))
     port = model.service.port
     endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
         lambda parts, port=port: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))

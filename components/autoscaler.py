@@ -8,7 +8,7 @@ import pulumi
 
 from components import specs
 from components.config import ModelConfig
-from components.kube import register
+from components.kube import child_options, register
 
 
 @dataclass
@@ -22,5 +22,5 @@ class Autoscaler(pulumi.ComponentResource):
         hpa = specs.autoscaler(args.model)
         if hpa is None:
             raise ValueError(f"model {args.model.name!r} has no autoscaling config")
-        register(hpa, pulumi.ResourceOptions(parent=self))
+        register(hpa, child_options(self, opts))
         self.register_outputs({})

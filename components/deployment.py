@@ -8,7 +8,7 @@ import pulumi
 
 from components import specs
 from components.config import ModelConfig
-from components.kube import register
+from components.kube import child_options, register
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ModelDeployment(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:ModelDeployment", name, None, opts)
         model = args.model
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         needed = [register(specs.service_account(model), child)]
         if model.hub_token:
             if args.hub_token is None:
@@ -49,10 +49,8 @@ class ModelDeployment(pulumi.ComponentResource):
         timeout = f"{max(30, specs.progress_deadline_seconds(model) // 60 + 10)}m"
         self.deployment = register(
             specs.deployment(model, args.image_ref, args.scheduling),
-            pulumi.ResourceOptions(
-                parent=self,
-                depends_on=needed,
-                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+            child_options(
+                self, opts, depends_on=needed, custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)
             ),
         )
         budget = specs.disruption_budget(model)

@@ -8,7 +8,7 @@ import pulumi
 
 from components import specs
 from components.config import GpuPoolConfig
-from components.kube import register
+from components.kube import child_options, register
 
 
 @dataclass
@@ -28,17 +28,17 @@ class GpuNodePool(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:GpuNodePool", name, None, opts)
         pool = args.pool
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         self.scheduling = specs.gpu_scheduling(pool)
         self.gpu_budget = pool.gpu_budget
         self.runtime_class = register(specs.runtime_class(pool), child)
         if pool.device_plugin.enabled:
             ns = register(specs.namespace(pool.device_plugin.namespace, pod_security="privileged"), child)
-            after_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+            after_ns = child_options(self, opts, depends_on=[ns])
             config = register(specs.device_plugin_config(pool), after_ns)
             register(
                 specs.device_plugin_daemon_set(pool),
-                pulumi.ResourceOptions(parent=self, depends_on=[ns, config]),
+                child_options(self, opts, depends_on=[ns, config]),
             )
         node_pool = specs.karpenter_node_pool(pool)
         if node_pool is not None:

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import ImageConfig
+from components.kube import child_options
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ModelImage(pulumi.ComponentResource):
                 ),
                 registry=registry,
                 skip_push=not build.push,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=child_options(self, opts),
             )
             # Pushed: the digest pins exactly what was built. Local only: the name is all there is.
             self.image_ref = image.repo_digest if build.push else image.image_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -50,3 +51,20 @@ def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Custom
     kwargs = {_FIELDS[k]: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     resource: pulumi.CustomResource = cls(name, opts=opts, **kwargs)
     return resource
+
+
+def child_options(
+    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions | None,
+    *,
+    depends_on: Sequence[pulumi.Resource] = (),
+    **kwargs: Any,
+) -> pulumi.ResourceOptions:
+    """Options for a component's child: parented, and waiting for what the component waits for.
+
+    Pulumi does not pass a component's ``depends_on`` down to its children; a Service would otherwise
+    be created before the Namespace it lives in.
+    """
+    given: Any = opts.depends_on if opts is not None else None
+    inherited: list[Any] = list(given) if isinstance(given, (list, tuple)) else [given] if given is not None else []
+    return pulumi.ResourceOptions(parent=parent, depends_on=[*inherited, *depends_on], **kwargs)

@@ -11,7 +11,7 @@ from components.autoscaler import Autoscaler, AutoscalerArgs
 from components.config import ModelConfig
 from components.deployment import ModelDeployment, ModelDeploymentArgs
 from components.image import ModelImage, ModelImageArgs
-from components.kube import register
+from components.kube import child_options, register
 from components.service import LoadBalancedService, LoadBalancedServiceArgs
 
 
@@ -36,12 +36,12 @@ class ModelService(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:ModelService", name, None, opts)
         model = args.model
-        ns = register(specs.namespace(model.namespace), pulumi.ResourceOptions(parent=self))
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        ns = register(specs.namespace(model.namespace), child_options(self, opts))
+        in_ns = child_options(self, opts, depends_on=[ns])
         image = ModelImage(
             name,
             ModelImageArgs(image=model.image, registry_password=args.registry_password),
-            pulumi.ResourceOptions(parent=self),
+            child_options(self, opts),
         )
         deployment = ModelDeployment(
             name,
@@ -52,7 +52,7 @@ class ModelService(pulumi.ComponentResource):
         )
         service = LoadBalancedService(name, LoadBalancedServiceArgs(model=model), in_ns)
         if model.autoscaling is not None:
-            Autoscaler(name, AutoscalerArgs(model=model), pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
+            Autoscaler(name, AutoscalerArgs(model=model), child_options(self, opts, depends_on=[ns, deployment]))
         self.endpoint = service.endpoint
         self.image_ref = image.image_ref
         self.namespace = pulumi.Output.from_input(model.namespace)

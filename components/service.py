@@ -9,7 +9,7 @@ import pulumi
 
 from components import specs
 from components.config import ModelConfig
-from components.kube import register
+from components.kube import child_options, register
 
 
 @dataclass
@@ -34,7 +34,7 @@ class LoadBalancedService(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancedServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:LoadBalancedService", name, None, opts)
         model = args.model
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, opts)
         svc = register(specs.service(model), child)
         register(specs.network_policy(model), child)
         port = model.service.port

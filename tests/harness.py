@@ -39,6 +39,7 @@ class Registered:
     custom: bool
     inputs: dict[str, Any]
     secret_paths: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -103,6 +104,7 @@ class _Monitor(mocks.MockMonitor):
                     custom=bool(request.custom),
                     inputs=inputs,
                     secret_paths=_secret_paths(raw),
+                    dependencies=list(request.dependencies),
                 )
             )
         return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class Project:
             capture_output=True,
             text=True,
             timeout=1200,
+            # A job started in the background ignores SIGINT, and so would the CLI's plugins: the CLI
+            # then waits 5 s for each one at exit. Give the commands the default handler back.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         if check and result.returncode != 0:
             raise AssertionError(

@@ -117,3 +117,19 @@ def test_prod_stack_graph() -> None:
     args = llama.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "1"
     assert args[args.index("--max-model-len") + 1] == "8192"
+
+
+def test_namespaced_objects_wait_for_their_namespace(run: Run) -> None:
+    """Pulumi does not pass a component's depends_on to its children: the components do it."""
+    namespaces = {r.name: r.urn for r in run.of_type("kubernetes:core/v1:Namespace")}
+    for resource in run.kubernetes_objects():
+        namespace = resource.inputs["metadata"].get("namespace")
+        if namespace is not None:
+            assert namespaces[namespace] in resource.dependencies, resource.urn
+
+
+def test_the_autoscaler_waits_for_its_deployment() -> None:
+    run = run_stack("prod")
+    for hpa in run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
+        # Depending on the ModelDeployment component expands to its children, the Deployment among them.
+        assert run.one("kubernetes:apps/v1:Deployment", hpa.name).urn in hpa.dependencies
