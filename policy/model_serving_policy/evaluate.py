@@ -202,22 +202,27 @@ def evaluate(
         return PolicyProviderResource("pulumi:providers:kubernetes", provider_props, "", "")
 
     final_props: dict[str, dict[str, Any]] = {}
+
+    def validation_args(r: ResourceRecord, props: dict[str, Any], policy: str, *, keep_unknowns: bool) -> Any:
+        # What the engine hands a resource policy: a fresh proxy over a copy of the props.
+        return ResourceValidationArgs(
+            r.resource_type,
+            unknown_checking_proxy(deserialize_properties(copy.deepcopy(props), keep_unknowns)),
+            r.urn,
+            r.name,
+            _options(r.parent),
+            provider_of(r),
+            props_config.get(policy),
+            tags,
+        )
+
     for r in records:
         props: dict[str, Any] = copy.deepcopy(dict(r.props))
         # First pass, as the engine: remediations, each seeing the previous one's result.
         for p in resource_policies:
             if levels[p.name] != EnforcementLevel.REMEDIATE or not p.has_remediation():
                 continue
-            args = ResourceValidationArgs(
-                r.resource_type,
-                unknown_checking_proxy(deserialize_properties(copy.deepcopy(props), True)),
-                r.urn,
-                r.name,
-                _options(r.parent),
-                provider_of(r),
-                props_config.get(p.name),
-                tags,
-            )
+            args = validation_args(r, props, p.name, keep_unknowns=True)
             try:
                 new = _run(p.remediate(args))
             except UnknownValueError as e:
@@ -235,16 +240,7 @@ def evaluate(
                 level = EnforcementLevel.MANDATORY
             found: list[Violation] = []
             report = _collector(found, p.name, level, r.urn)
-            args = ResourceValidationArgs(
-                r.resource_type,
-                unknown_checking_proxy(deserialize_properties(copy.deepcopy(props))),
-                r.urn,
-                r.name,
-                _options(r.parent),
-                provider_of(r),
-                props_config.get(p.name),
-                tags,
-            )
+            args = validation_args(r, props, p.name, keep_unknowns=False)
             try:
                 _run(p.validate(args, report))
             except UnknownValueError as e:
