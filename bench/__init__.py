@@ -1,1 +1,4 @@
-"""``make bench``: what the component layer costs, under mocks and with the real CLI (see the README's Performance section)."""
+"""``make bench``: what the component layer costs, under mocks and with the real CLI.
+
+See the README's Performance section.
+"""
