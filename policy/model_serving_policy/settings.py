@@ -27,12 +27,20 @@ DEFAULT_GPU_RESOURCE_NAMES = [
     "amd.com/gpu",
 ]
 
-GPU_RESOURCE_NAMES_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "items": {"type": "string", "minLength": 1},
-    "description": "Extended resource names that count as GPUs (shell-style patterns).",
-    "default": DEFAULT_GPU_RESOURCE_NAMES,
-}
+
+def string_list_schema(description: str, default: list[str]) -> dict[str, Any]:
+    """A parameter holding a list of non-empty strings, the most common kind in this pack."""
+    return {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1},
+        "description": description,
+        "default": default,
+    }
+
+
+GPU_RESOURCE_NAMES_SCHEMA: dict[str, Any] = string_list_schema(
+    "Extended resource names that count as GPUs (shell-style patterns).", DEFAULT_GPU_RESOURCE_NAMES
+)
 
 EXEMPTIONS_SCHEMA: dict[str, Any] = {
     "type": "array",

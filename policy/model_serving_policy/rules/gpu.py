@@ -17,7 +17,7 @@ from ..framework import (
     resource_policy,
     stack_policy,
 )
-from ..settings import GPU_RESOURCE_NAMES_SCHEMA
+from ..settings import GPU_RESOURCE_NAMES_SCHEMA, string_list_schema
 
 NODE_POOL = ("karpenter.sh", "NodePool")
 
@@ -371,13 +371,9 @@ POLICIES: list[Policy] = [
                 ),
                 "default": None,
             },
-            "gpuNodeLabelKeys": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": (
-                    "Node label keys that select GPU nodes, in nodeSelector or in every required nodeAffinity term."
-                ),
-                "default": [
+            "gpuNodeLabelKeys": string_list_schema(
+                "Node label keys that select GPU nodes, in nodeSelector or in every required nodeAffinity term.",
+                [
                     "nvidia.com/gpu.present",
                     "nvidia.com/gpu.product",
                     "nvidia.com/gpu.count",
@@ -385,7 +381,7 @@ POLICIES: list[Policy] = [
                     "karpenter.k8s.aws/instance-gpu-name",
                     "cloud.google.com/gke-accelerator",
                 ],
-            },
+            ),
         },
         severity=Severity.HIGH,
     ),

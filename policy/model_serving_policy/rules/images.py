@@ -10,6 +10,7 @@ from pulumi_policy import ResourceValidationPolicy, Severity
 
 from .. import k8s
 from ..framework import ResourceContext, resource_policy
+from ..settings import string_list_schema
 
 _DIGEST = re.compile(r"^(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$")
 
@@ -99,20 +100,11 @@ POLICIES: list[ResourceValidationPolicy] = [
                 "description": "Require every image to be pinned by digest.",
                 "default": True,
             },
-            "forbiddenTags": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Mutable tags that must not be deployed.",
-                "default": ["latest"],
-            },
-            "allowedRegistries": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": (
-                    "Registries (ghcr.io) or repository prefixes (ghcr.io/acme) images may come from; empty allows any."
-                ),
-                "default": [],
-            },
+            "forbiddenTags": string_list_schema("Mutable tags that must not be deployed.", ["latest"]),
+            "allowedRegistries": string_list_schema(
+                ("Registries (ghcr.io) or repository prefixes (ghcr.io/acme) images may come from; empty allows any."),
+                [],
+            ),
         },
         severity=Severity.HIGH,
     ),

@@ -6,6 +6,7 @@ from pulumi_policy import ResourceValidationPolicy, Severity
 
 from .. import k8s
 from ..framework import ResourceContext, resource_policy
+from ..settings import string_list_schema
 
 NAMESPACED_KINDS = [
     "Pod",
@@ -50,18 +51,8 @@ POLICIES: list[ResourceValidationPolicy] = [
         applies=lambda resource_type: k8s.parse_type(resource_type) is not None,
         check=_check_namespace,
         properties={
-            "forbiddenNamespaces": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Namespaces nothing may be deployed into.",
-                "default": ["default"],
-            },
-            "kinds": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Namespaced kinds the rule applies to.",
-                "default": NAMESPACED_KINDS,
-            },
+            "forbiddenNamespaces": string_list_schema("Namespaces nothing may be deployed into.", ["default"]),
+            "kinds": string_list_schema("Namespaced kinds the rule applies to.", NAMESPACED_KINDS),
         },
         severity=Severity.MEDIUM,
     ),

@@ -9,14 +9,11 @@ from pulumi_policy import ResourceValidationPolicy, Severity
 
 from .. import k8s
 from ..framework import ResourceContext, is_unknown, plain_containers, resource_policy
-from ..settings import ConfigError
+from ..settings import ConfigError, string_list_schema
 
-RESOURCES_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "items": {"type": "string", "minLength": 1},
-    "description": "Resource names checked on every container and init container.",
-    "default": ["cpu", "memory"],
-}
+RESOURCES_SCHEMA: dict[str, Any] = string_list_schema(
+    "Resource names checked on every container and init container.", ["cpu", "memory"]
+)
 
 
 # --- requests ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pulumi_policy import ResourceValidationPolicy, Severity
 
 from .. import k8s
 from ..framework import ResourceContext, resource_policy
+from ..settings import string_list_schema
 
 
 def _cap(name: Any) -> str:
@@ -112,18 +113,10 @@ POLICIES: list[ResourceValidationPolicy] = [
         applies=k8s.is_workload,
         check=_check_security,
         properties={
-            "requiredDropCapabilities": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Capabilities every container must drop (ALL covers any).",
-                "default": ["ALL"],
-            },
-            "allowedAddCapabilities": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1},
-                "description": "Capabilities a container may add back.",
-                "default": [],
-            },
+            "requiredDropCapabilities": string_list_schema(
+                "Capabilities every container must drop (ALL covers any).", ["ALL"]
+            ),
+            "allowedAddCapabilities": string_list_schema("Capabilities a container may add back.", []),
             "requireSeccompProfile": {
                 "type": "boolean",
                 "description": "Require seccompProfile RuntimeDefault or Localhost.",
