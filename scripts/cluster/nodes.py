@@ -1,0 +1,90 @@
+"""The local cluster's nodes, as a YAML stream for ``kubectl apply``: fake (kwok) GPU and CPU nodes.
+
+GPU nodes are made from a stack's own ``gpuPool`` through the program's config reader and scheduling builder, so
+they carry exactly the labels the models select and the taint they tolerate, and advertise the pool's GPU
+resource. Their GPUs add up to the pool's ``gpuBudget``: a stack that fits its budget schedules, one that needs
+more cannot. CPU nodes (no taint) take the CPU-only models.
+
+Usage: python scripts/cluster/nodes.py [--stack e2e] [--gpus-per-node 2] [--cpu-nodes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from components.config import parse_stack_config  # noqa: E402
+from components.specs import gpu_scheduling  # noqa: E402
+
+KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}  # kwok manages nodes carrying it (local-cluster's selector)
+
+
+def node(name: str, labels: dict[str, str], capacity: dict[str, str], taints: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": dict(KWOK_ANNOTATION),
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                **labels,
+            },
+        },
+        "spec": {"taints": taints},
+        "status": {"allocatable": dict(capacity), "capacity": dict(capacity)},
+    }
+
+
+def stack_nodes(stack: str, gpus_per_node: int, cpu_nodes: int) -> list[dict[str, Any]]:
+    """GPU nodes adding up to the stack's gpuBudget, then ``cpu_nodes`` CPU nodes."""
+    document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    prefix = "model-serving:"
+    raw = {k.removeprefix(prefix): v for k, v in document.get("config", {}).items() if k.startswith(prefix)}
+    config = parse_stack_config(raw, has_hub_token=True, has_registry_password=True)
+    pool = config.gpu_pool
+    if pool.gpu_budget is None:
+        raise SystemExit(f"stacks/Pulumi.{stack}.yaml: model-serving:gpuPool.gpuBudget is needed to size the GPU nodes")
+    scheduling = gpu_scheduling(pool)
+    taint = {"key": pool.taint.key, "value": pool.taint.value, "effect": pool.taint.effect}
+    nodes = []
+    remaining, index = pool.gpu_budget, 0
+    while remaining > 0:
+        gpus = min(gpus_per_node, remaining)
+        capacity = {
+            "cpu": "48",
+            "memory": "384Gi",
+            "ephemeral-storage": "1Ti",
+            "pods": "110",
+            scheduling.gpu_resource_name: str(gpus),
+        }
+        labels = {**scheduling.node_selector, "nvidia.com/gpu.count": str(gpus)}
+        nodes.append(node(f"{pool.name}-{index}", labels, capacity, [taint]))
+        remaining -= gpus
+        index += 1
+    cpu = {"cpu": "16", "memory": "64Gi", "ephemeral-storage": "200Gi", "pods": "110"}
+    nodes += [node(f"cpu-{i}", {}, cpu, []) for i in range(cpu_nodes)]
+    return nodes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="e2e", help="stack whose gpuPool the GPU nodes follow (default: e2e)")
+    parser.add_argument("--gpus-per-node", type=int, default=2, help="GPUs per GPU node (default: 2)")
+    parser.add_argument("--cpu-nodes", type=int, default=2, help="CPU-only nodes (default: 2)")
+    args = parser.parse_args(argv)
+    yaml.safe_dump_all(stack_nodes(args.stack, args.gpus_per_node, args.cpu_nodes), sys.stdout, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()

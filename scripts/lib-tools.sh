@@ -1,0 +1,21 @@
+# shellcheck shell=bash
+# Sourced by the tool installers: where built tools live.
+#
+# Builds are slow (the Pulumi CLI and provider, Kubernetes, etcd, kwok: about 35 minutes cold on 2 cores) and
+# the same for every clone of the project, so they live in one per-user cache outside the clone,
+# ${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model-serving}, and each clone's .tools is a link to
+# its tools/ folder. Every artifact there is keyed by version (stamps, versioned folders), so clones pinned to
+# different versions share the cache safely. A clone whose .tools is a real folder (older checkouts) keeps it.
+
+# tools_dir ROOT: make ROOT/.tools point into the cache if it does not exist yet; print its path.
+tools_dir() {
+	local root=$1 cache
+	cache="${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model-serving}"
+	if [[ ! -e "$root/.tools" && ! -L "$root/.tools" ]]; then
+		mkdir -p "$cache/tools"
+		ln -s "$cache/tools" "$root/.tools"
+	fi
+	mkdir -p "$root/.tools/bin"
+	# The resolved path: Go caches and stamps then look the same from every clone.
+	(cd "$root/.tools" && pwd -P)
+}

@@ -1,0 +1,135 @@
+"""End-to-end: the real Pulumi CLI against the local Kubernetes cluster (scripts/local-cluster).
+
+`make e2e` (part of `make test`) starts the cluster, runs these tests and stops it. They check what the API
+server holds afterwards, not what the program meant to send. Stacks run in copies of the project, so the
+checkout's stack files and state stay untouched. Without a running cluster they skip on a developer's
+machine and fail in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ROOT, TEST_SECRETS
+from tests.project import Project, cli_available, copy_project, require
+
+KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+
+
+@dataclass(frozen=True)
+class Kube:
+    """kubectl against the local cluster, JSON in and out."""
+
+    kubeconfig: Path = KUBECONFIG
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.run("get", *args, "-o", "json").stdout)
+
+    def items(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+        args = [kind, "-n", namespace] if namespace else [kind, "--all-namespaces"]
+        if selector:
+            args += ["-l", selector]
+        items: list[dict[str, Any]] = self.get(*args)["items"]
+        return items
+
+    def exists(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        args = ["get", kind, name, *(["-n", namespace] if namespace else []), "--ignore-not-found", "-o", "name"]
+        return bool(self.run(*args).stdout.strip())
+
+    def secret_data(self, name: str, namespace: str) -> dict[str, str]:
+        data = self.get("secret", name, "-n", namespace).get("data", {})
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = 120, interval: float = 1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    require(cli_available(), "the Pulumi CLI is missing: run scripts/install-pulumi (make test does)")
+    require(KUBECTL.exists(), "kubectl is missing: run scripts/install-k8s (make test does)")
+    ready = KUBECONFIG.exists() and Kube().run("get", "--raw", "/readyz", check=False).returncode == 0
+    require(ready, "the local cluster is not running: make cluster-up (make e2e starts and stops it itself)")
+    return Kube()
+
+
+@dataclass
+class Stack:
+    """One stack of a project copy, deployed to the local cluster."""
+
+    project: Project
+    name: str
+
+    def make(self, target: str, *args: str, check: bool = True, timeout: float = 900) -> Any:
+        return self.project.make(target, f"STACK={self.name}", *args, check=check, timeout=timeout)
+
+    def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return self.project.pulumi(*args, "--stack", self.name, check=check, timeout=timeout)
+
+    def outputs(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
+        return result
+
+    def namespaces(self) -> set[str]:
+        """The model namespaces this stack's config declares."""
+        config = self.project.config(self.name)
+        prefix = config.get("namespace", "models")
+        return {f"{prefix}-{m['name']}" for m in config["models"]}
+
+    def export(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.pulumi("stack", "export").stdout)
+        return result
+
+
+def new_stack(project: Project, name: str, *, secrets: dict[str, str] | None = None) -> Stack:
+    """Create ``name`` in the copy's file backend and set its secrets (``--secret``, as the README says)."""
+    project.pulumi("stack", "select", "--create", name)
+    for key, value in (secrets or {}).items():
+        project.pulumi("config", "set", "--secret", "--stack", name, f"model-serving:{key}", value)
+    return Stack(project, name)
+
+
+@pytest.fixture(scope="module")
+def e2e_project(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """A project copy whose Pulumi commands reach the local cluster; its stacks are destroyed afterwards."""
+    project = copy_project(tmp_path_factory.mktemp("e2e"))
+    project.env["KUBECONFIG"] = str(KUBECONFIG)
+    yield project
+    # Leave the cluster as found for the next module: destroy whatever stack is still deployed.
+    listing = project.pulumi("stack", "ls", "--json", check=False)
+    if listing.returncode == 0:
+        for entry in json.loads(listing.stdout or "[]"):
+            if entry.get("resourceCount"):
+                project.pulumi("cancel", "--yes", "--stack", entry["name"], check=False)
+                project.make("destroy", f"STACK={entry['name']}", "DESTROY_ARGS=--refresh", check=False)
+
+
+@pytest.fixture(scope="module")
+def hub_token() -> str:
+    return TEST_SECRETS["hubToken"]

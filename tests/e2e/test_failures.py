@@ -1,0 +1,60 @@
+"""What fails must fail early and clearly: a model no node can hold, and a stack over its GPU budget."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from typing import Any
+
+from tests.e2e.conftest import Kube, new_stack
+from tests.project import Project
+
+
+def _only_llama(project: Project, stack: str, **changes: Any) -> list[dict[str, Any]]:
+    """The e2e stack's config under another stack name, with only its GPU model, changed as given."""
+    source = project.config("e2e")
+    llama = copy.deepcopy(next(m for m in source["models"] if m["name"] == "llama"))
+    llama.update(changes)
+    config = {**source, "namespace": stack, "models": [llama]}
+    project.stack_file(stack).write_text(project.stack_file("e2e").read_text())
+    project.edit_config(stack, config)
+    return [llama]
+
+
+def test_unschedulable_model_fails_in_bounded_time_naming_the_reason(e2e_project: Project, kube: Kube) -> None:
+    # 4 GPUs per pod: within the 4-GPU budget, but every node has 2, so the scheduler can never place it.
+    stack = new_stack(e2e_project, "unschedulable", secrets={"hubToken": "hf_unschedulable"})
+    _only_llama(
+        e2e_project,
+        "unschedulable",
+        resources={"cpu": "8", "ephemeralStorage": "50Gi", "gpus": 4},
+        autoscaling={"minReplicas": 1, "maxReplicas": 1, "metric": {"type": "cpu", "targetUtilization": 80}},
+        rollout={"progressDeadlineSeconds": 30},
+    )
+    e2e_project.edit_config("unschedulable", {"gpuPool": {"gpuBudget": 4, "devicePlugin": {"enabled": False}}})
+    started = time.monotonic()
+    result = stack.make("up", check=False, timeout=600)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert elapsed < 300, f"up took {elapsed:.0f}s to fail"
+    assert re.search(r"Deployment.*unschedulable-llama/llama|llama.*Deployment", output), output
+    assert re.search(r"Insufficient nvidia\.com/gpu|didn't match|Unschedulable", output), output
+    stack.make("destroy")
+
+
+def test_over_budget_config_is_stopped_by_the_policy_pack_before_anything_is_applied(
+    e2e_project: Project, kube: Kube
+) -> None:
+    # The config reader refuses an over-budget stack itself; a container patch raising the GPU count
+    # gets past it, and the policy pack must stop the update before the cluster sees a single object.
+    stack = new_stack(e2e_project, "overbudget", secrets={"hubToken": "hf_overbudget"})
+    gpus = {"nvidia.com/gpu": "3"}
+    _only_llama(e2e_project, "overbudget", containerPatch={"resources": {"limits": gpus, "requests": gpus}})
+    result = stack.make("up", check=False, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert re.search(r"\[mandatory\].*gpu-budget", output), output
+    assert not kube.exists("namespace", "overbudget-llama")
+    assert not stack.export()["deployment"].get("resources")

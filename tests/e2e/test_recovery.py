@@ -1,0 +1,66 @@
+"""An `up` killed mid-way (SIGKILL of the CLI and its plugins) is recovered by the README's steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+from tests.e2e.conftest import Kube, new_stack, wait_until
+from tests.project import Project, restore_sigint
+
+
+def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
+    kinds = "deployments,replicasets,services,serviceaccounts,networkpolicies,poddisruptionbudgets,hpa,secrets"
+    found: dict[str, list[str]] = {}
+    for namespace in sorted(namespaces):
+        for item in kube.items(kinds, namespace):
+            if item["kind"] == "Secret" and item.get("type") != "Opaque":
+                continue
+            found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
+    return found
+
+
+def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, hub_token: str) -> None:
+    stack = new_stack(e2e_project, "e2e", secrets={"hubToken": hub_token})
+    up = subprocess.Popen(
+        ["make", "--silent", "-C", str(e2e_project.path), "up", "STACK=e2e"],
+        env=e2e_project.environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches the CLI, its plugins and the program
+        preexec_fn=restore_sigint,
+    )
+    try:
+        wait_until(
+            "the update to create its first model namespace", lambda: kube.exists("namespace", "e2e-llama"), 300, 0.2
+        )
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait(timeout=30)
+
+    pending = stack.export()["deployment"].get("pending_operations") or []
+    assert pending, "the update had finished before the kill; nothing was interrupted"
+
+    # The README's recovery: drop the interrupted operations, reconcile state with the cluster, update again.
+    stack.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview")
+    stack.make("up")
+    assert not stack.export()["deployment"].get("pending_operations")
+    stack.make("preview", "PREVIEW_ARGS=--expect-no-changes")
+
+    objects = _objects(kube, stack.namespaces())
+    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        assert sorted(objects[kind]) == sorted(f"{ns}/{ns.removeprefix('e2e-')}" for ns in stack.namespaces()), kind
+    # One rollout per model: nothing was created twice.
+    assert len(objects["ReplicaSet"]) == len(stack.namespaces()), objects["ReplicaSet"]
+    resources = stack.export()["deployment"]["resources"]
+    urns = [r["urn"] for r in resources]
+    assert len(urns) == len(set(urns))
+    ids = [(r["type"], r.get("id")) for r in resources if r.get("custom") and r.get("id")]
+    assert len(ids) == len(set(ids)), "two resources in state manage the same object"
+
+    stack.make("destroy")
+    for namespace in stack.namespaces():
+        wait_until(f"namespace {namespace} to be gone", lambda ns=namespace: not kube.exists("namespace", ns))
+    assert json.dumps(stack.export()["deployment"].get("resources") or []) == "[]"
