@@ -25,10 +25,13 @@ help:
 	@echo "make up          pulumi up of the local stack (renders manifests to rendered/local/)"
 	@echo "make test        everything CI runs: lint, unit, policy, app, integration, image tests"
 	@echo "make preview STACK=dev|prod   pulumi preview with the policy pack"
+	@echo "make cluster-up | cluster-down | cluster-status   the local Kubernetes (kubeconfig .cluster/kubeconfig)"
+	@echo "make e2e         end-to-end tests: up/update/refresh/destroy of real stacks on the local cluster"
 	@echo "make lint | unit | image-test | bench | destroy STACK=… | clean"
 
 # The venv is rebuilt only when a requirement file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt app/requirements.txt app/requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt policy/requirements.txt app/requirements.txt \
+		app/requirements-test.txt app/requirements-model.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r policy/requirements.txt -r app/requirements.txt
@@ -45,16 +48,22 @@ pulumi:
 state:
 	$(if $(filter file://%,$(PULUMI_BACKEND_URL)),mkdir -p $(patsubst file://%,%,$(PULUMI_BACKEND_URL)),true)
 
+# Both run the policy pack with the stack's config: a mandatory violation stops `up` before anything is applied.
+# scripts/stack-plugins installs the plugins the stack needs beyond kubernetes (docker, for image builds) or stops
+# with one line saying what to run.
 up: venv pulumi state
+	scripts/stack-plugins $(STACK)
 	pulumi stack select --create $(STACK)
-	pulumi up --yes --stack $(STACK)
+	pulumi up --yes --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(UP_ARGS) || \
+		{ $(BIN)/python scripts/explain_rollout.py $(STACK); exit 1; }
 
 preview: venv pulumi state
+	scripts/stack-plugins $(STACK)
 	pulumi stack select --create $(STACK)
 	pulumi preview --stack $(STACK) --diff --policy-pack policy $(POLICY_CONFIG) $(PREVIEW_ARGS)
 
 destroy: venv pulumi state
-	pulumi destroy --yes --stack $(STACK)
+	pulumi destroy --yes --stack $(STACK) $(DESTROY_ARGS)
 
 # Any pulumi command with this Makefile's offline environment: make pulumi-cmd ARGS="stack ls".
 pulumi-cmd: state
@@ -79,9 +88,10 @@ unit: venv
 image-test: venv
 	scripts/image-test
 
-test: venv pulumi lint
-	$(BIN)/pytest tests
+test: venv pulumi k8s lint
+	$(BIN)/pytest tests --ignore=tests/e2e
 	$(MAKE) image-test
+	$(MAKE) e2e
 
 # Several minutes: mocks (ModelService vs a raw program), suites, CLI previews, image sizes -> bench/results.json.
 # pyinstrument (bench/requirements.txt) profiles what misses a goal. BENCH_ARGS: e.g. --skip image (python -m bench -h).
@@ -113,3 +123,25 @@ github-env:
 	echo "$(BIN)" >>"$$GITHUB_PATH"
 	printf '%s\n' "PULUMI_HOME=$(PULUMI_HOME)" PULUMI_SKIP_UPDATE_CHECK=true \
 		PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true >>"$$GITHUB_ENV"
+
+# ---------------------------------------------------------------------------------------------------
+# The local cluster (scripts/local-cluster): a real control plane with fake GPU nodes on 127.0.0.1.
+.PHONY: k8s cluster-up cluster-down cluster-status e2e
+
+k8s:
+	scripts/install-k8s
+
+cluster-up: venv k8s
+	scripts/local-cluster up
+
+cluster-down:
+	scripts/local-cluster down
+
+cluster-status:
+	scripts/local-cluster status
+
+# Against a cluster it starts and stops itself; one already running (make cluster-up) is used and left running.
+e2e: venv pulumi k8s
+	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; scripts/local-cluster up; fi; \
+	status=0; $(BIN)/pytest tests/e2e || status=$$?; \
+	if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit $$status

@@ -4,7 +4,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import GpuNodePool, GpuNodePoolArgs, ModelService, ModelServiceArgs
-from components.program import load_stack_config
+from components.program import kubeconfig_path, load_stack_config
 
 config = pulumi.Config("model-serving")
 stack = load_stack_config(config)
@@ -12,6 +12,7 @@ stack = load_stack_config(config)
 provider = k8s.Provider(
     "kubernetes",
     render_yaml_to_directory=stack.render_directory,
+    kubeconfig=kubeconfig_path(stack),
     context=stack.kube_context,
     enable_server_side_apply=True,
 )

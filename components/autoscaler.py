@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components import specs
+from components import plans
 from components.config import ModelConfig
-from components.kube import child_options, register
+from components.kube import child_options, register_steps
 
 
 @dataclass
@@ -19,8 +19,8 @@ class AutoscalerArgs:
 class Autoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:Autoscaler", name, None, opts)
-        hpa = specs.autoscaler(args.model)
-        if hpa is None:
+        steps = plans.autoscaler(args.model)
+        if not steps:
             raise ValueError(f"model {args.model.name!r} has no autoscaling config")
-        register(hpa, child_options(self, opts))
+        register_steps(steps, lambda after: child_options(self, opts, depends_on=after))
         self.register_outputs({})

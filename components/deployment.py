@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pulumi
 
-from components import specs
+from components import plans, specs
+from components.capacity import GpuBudgetError
 from components.config import ModelConfig
-from components.kube import child_options, register
+from components.kube import child_options, register_steps
+
+
+def reserve_gpus(model: ModelConfig, scheduling: specs.GpuScheduling) -> specs.GpuScheduling:
+    """Reserve the model's peak GPUs from the pool behind ``scheduling`` (when it came from a GpuNodePool).
+
+    Returns the scheduling without the pool's ledger, for children that must not reserve a second time.
+    Stops the program, before anything of the model is registered, when the pool's budget is exceeded.
+    """
+    if scheduling.capacity is None:
+        return scheduling
+    try:
+        scheduling.capacity.reserve(model)
+    except GpuBudgetError as error:
+        raise pulumi.RunError(str(error)) from None
+    return dataclasses.replace(scheduling, capacity=None)
 
 
 @dataclass
@@ -28,33 +45,15 @@ class ModelDeployment(pulumi.ComponentResource):
     hub_token_secret: pulumi.CustomResource | None = None
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        reserve_gpus(args.model, args.scheduling)
         super().__init__("model-serving:index:ModelDeployment", name, None, opts)
         model = args.model
-        child = child_options(self, opts)
-        needed = [register(specs.service_account(model), child)]
-        if model.hub_token:
-            if args.hub_token is None:
-                raise ValueError(f"model {model.name!r} mounts a hub token but none was given")
-            self.hub_token_secret = register(specs.hub_token_secret(model, pulumi.Output.secret(args.hub_token)), child)
-            needed.append(self.hub_token_secret)
-        claim = specs.model_cache_claim(model)
-        if claim is not None:
-            # Unbound claims wait for the first consumer: do not block on them.
-            needed.append(
-                register(
-                    {**claim, "metadata": {**claim["metadata"], "annotations": {"pulumi.com/skipAwait": "true"}}},
-                    child,
-                )
-            )
-        timeout = f"{max(30, specs.progress_deadline_seconds(model) // 60 + 10)}m"
-        self.deployment = register(
-            specs.deployment(model, args.image_ref, args.scheduling),
-            child_options(
-                self, opts, depends_on=needed, custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout)
-            ),
+        hub_token = pulumi.Output.secret(args.hub_token) if args.hub_token is not None else None
+        objects = register_steps(
+            plans.model_deployment(model, args.image_ref, args.scheduling, hub_token),
+            lambda after: child_options(self, opts, depends_on=after),
         )
-        budget = specs.disruption_budget(model)
-        if budget is not None:
-            register(budget, child)
+        self.deployment = objects["deployment"]
+        self.hub_token_secret = objects.get("hub-token")
         self.deployment_name = pulumi.Output.from_input(model.name)
         self.register_outputs({"deployment_name": self.deployment_name})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import dataclass
 
 import pulumi
 
-from components import specs
+from components import plans, specs
+from components.capacity import GpuCapacity
 from components.config import GpuPoolConfig
-from components.kube import child_options, register
+from components.kube import child_options, register_steps
 
 
 @dataclass
@@ -17,30 +19,24 @@ class GpuNodePoolArgs:
 
 
 class GpuNodePool(pulumi.ComponentResource):
-    """NVIDIA device plugin (DaemonSet and its ConfigMap), RuntimeClass, optional Karpenter NodePool.
+    """NVIDIA device plugin (DaemonSet, its ConfigMap and a default-deny NetworkPolicy), RuntimeClass, optional
+    Karpenter NodePool.
 
     ``scheduling`` is the contract workloads follow to land on the pool; ``gpu_budget`` the GPUs it may hold.
+    ``capacity`` hands those GPUs out: every ModelService (ModelDeployment) given this pool's ``scheduling``
+    reserves its peak from it, and the one that would exceed ``gpu_budget`` stops the program naming itself.
     """
 
     scheduling: specs.GpuScheduling
     gpu_budget: int | None
+    # (``capacity`` is an attribute, not an output: no class annotation, which the provider host would read.)
 
     def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:GpuNodePool", name, None, opts)
         pool = args.pool
-        child = child_options(self, opts)
-        self.scheduling = specs.gpu_scheduling(pool)
+        self.capacity: GpuCapacity = GpuCapacity(pool.name, pool.gpu_budget)
+        self.scheduling = dataclasses.replace(specs.gpu_scheduling(pool), capacity=self.capacity)
         self.gpu_budget = pool.gpu_budget
-        self.runtime_class = register(specs.runtime_class(pool), child)
-        if pool.device_plugin.enabled:
-            ns = register(specs.namespace(pool.device_plugin.namespace, pod_security="privileged"), child)
-            after_ns = child_options(self, opts, depends_on=[ns])
-            config = register(specs.device_plugin_config(pool), after_ns)
-            register(
-                specs.device_plugin_daemon_set(pool),
-                child_options(self, opts, depends_on=[ns, config]),
-            )
-        node_pool = specs.karpenter_node_pool(pool)
-        if node_pool is not None:
-            register(node_pool, child)
-        self.register_outputs({"scheduling": asdict(self.scheduling), "gpu_budget": self.gpu_budget})
+        objects = register_steps(plans.gpu_node_pool(pool), lambda after: child_options(self, opts, depends_on=after))
+        self.runtime_class = objects["runtime-class"]
+        self.register_outputs({"scheduling": self.scheduling.wire(), "gpu_budget": self.gpu_budget})

@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import ImageConfig
+from components.config import IMAGE_REF, ImageBuildConfig, ImageConfig
 from components.kube import child_options
+
+# Caches a build context may hold that are no part of any image (app/.dockerignore keeps them from Docker too).
+# Everything else counts, even what .dockerignore leaves out: a spurious new tag only costs a rebuild.
+_IGNORED_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+_IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+
+def context_digest(build: ImageBuildConfig, root: Path | None = None) -> str:
+    """SHA-256 of everything the build reads: the context's files (paths, modes, bytes), the Dockerfile,
+    the build arguments and the platform. Equal inputs give an equal digest on any machine.
+
+    Paths are relative to ``root`` (default: the working directory, which is the project directory when
+    the engine runs the program).
+    """
+    base = root or Path.cwd()
+    context = base / build.context
+    dockerfile = base / build.dockerfile
+    if not context.is_dir():
+        raise FileNotFoundError(f"image.build.context {build.context!r} is not a directory (from {base})")
+    if not dockerfile.is_file():
+        raise FileNotFoundError(f"image.build.dockerfile {build.dockerfile!r} is not a file (from {base})")
+    digest = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        digest.update(f"{label}\0{len(data)}\0".encode())
+        digest.update(data)
+
+    for directory, dirs, files in os.walk(context):
+        dirs[:] = sorted(d for d in dirs if d not in _IGNORED_DIRS)
+        for name in sorted(files):
+            if name.endswith(_IGNORED_SUFFIXES):
+                continue
+            path = Path(directory) / name
+            relative = path.relative_to(context).as_posix()
+            add(f"file {relative} {'x' if os.access(path, os.X_OK) else '-'}", path.read_bytes())
+    add("dockerfile", dockerfile.read_bytes())
+    add("args", "\n".join(f"{k}={v}" for k, v in sorted(build.args.items())).encode())
+    add("platform", build.platform.encode())
+    return digest.hexdigest()
+
+
+def content_tagged(image_name: str, digest: str) -> str:
+    """``repo:tag`` -> ``repo:tag-<12 hex of digest>``: a new build content is a new reference."""
+    match = IMAGE_REF.match(image_name)
+    if match is None or match["digest"]:
+        return image_name  # validated config never gets here; a digest already names the content
+    suffix = digest[:12]
+    tag = match["tag"] or "build"
+    tag = f"{tag[: 127 - len(suffix)]}-{suffix}"
+    return f"{match['name']}:{tag}"
 
 
 @dataclass
@@ -19,7 +72,12 @@ class ModelImageArgs:
 
 
 class ModelImage(pulumi.ComponentResource):
-    """Output ``image_ref``: the pushed repo digest, else the reference given or built."""
+    """Output ``image_ref``: the pushed repo digest, else the reference given or built.
+
+    Whatever runs it, a rebuild with other content must change the reference, or the Deployment (with
+    ``imagePullPolicy: IfNotPresent``) keeps running the old image: a pushed build is referenced by its
+    digest, a local one by a tag with the digest of its build inputs appended (:func:`content_tagged`).
+    """
 
     image_ref: pulumi.Output[str]
 
@@ -30,6 +88,12 @@ class ModelImage(pulumi.ComponentResource):
             assert args.image.ref is not None  # guaranteed by config validation
             self.image_ref = pulumi.Output.from_input(args.image.ref)
         else:
+            image_name = build.image_name
+            if not build.push:
+                try:
+                    image_name = content_tagged(build.image_name, context_digest(build))
+                except FileNotFoundError as error:
+                    raise pulumi.RunError(f"model {name!r}: {error}") from None
             registry = None
             if build.registry_server:
                 registry = docker.RegistryArgs(
@@ -39,7 +103,7 @@ class ModelImage(pulumi.ComponentResource):
                 )
             image = docker.Image(
                 name,
-                image_name=build.image_name,
+                image_name=image_name,
                 build=docker.DockerBuildArgs(
                     context=build.context,
                     dockerfile=build.dockerfile,
@@ -51,6 +115,6 @@ class ModelImage(pulumi.ComponentResource):
                 skip_push=not build.push,
                 opts=child_options(self, opts),
             )
-            # Pushed: the digest pins exactly what was built. Local only: the name is all there is.
+            # Pushed: the digest pins exactly what was built. Local only: the content-tagged name.
             self.image_ref = image.repo_digest if build.push else image.image_name
         self.register_outputs({"image_ref": self.image_ref})

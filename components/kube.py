@@ -2,55 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-# One class per (apiVersion, kind) the builders emit; anything else is a programming error.
-_CLASSES: dict[tuple[str, str], Any] = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
-    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
-    ("node.k8s.io/v1", "RuntimeClass"): k8s.node.v1.RuntimeClass,
-}
+if TYPE_CHECKING:
+    from components.plans import Step
 
-# Wire-form top-level fields and the Python argument names the SDK takes for them.
-_FIELDS = {
-    "metadata": "metadata",
-    "spec": "spec",
-    "data": "data",
-    "stringData": "string_data",
-    "type": "type",
-    "automountServiceAccountToken": "automount_service_account_token",
-    "handler": "handler",
-    "scheduling": "scheduling",
-}
+
+@cache
+def _resource_class(api_version: str, kind: str) -> Any:
+    """The SDK's typed class of a built-in kind (``apps/v1`` Deployment: ``k8s.apps.v1.Deployment``), or None."""
+    group, _, version = api_version.rpartition("/")
+    if "." in group and not group.endswith(".k8s.io"):
+        return None  # a custom resource's group (karpenter.sh)
+    module = getattr(k8s, group.split(".")[0] if group else "core", None)
+    return getattr(getattr(module, version, None), kind, None)
+
+
+def _argument(field: str) -> str:
+    """The SDK's argument name of a wire-form top-level field (``stringData``: ``string_data``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
 
 
 def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Create the Pulumi resource for ``obj``; its logical name is the object's own name."""
     api_version, kind = obj["apiVersion"], obj["kind"]
     name = obj["metadata"]["name"]
-    cls = _CLASSES.get((api_version, kind))
+    cls = _resource_class(api_version, kind)
     if cls is None:
         # Custom resources (the Karpenter NodePool) keep their whole body.
         custom: pulumi.CustomResource = k8s.apiextensions.CustomResource(
             name, api_version=api_version, kind=kind, metadata=obj["metadata"], spec=obj.get("spec"), opts=opts
         )
         return custom
-    kwargs = {_FIELDS[k]: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    kwargs = {_argument(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     resource: pulumi.CustomResource = cls(name, opts=opts, **kwargs)
     return resource
+
+
+def register_steps(
+    steps: Sequence[Step], options: Callable[[list[pulumi.Resource]], pulumi.ResourceOptions]
+) -> dict[str, pulumi.CustomResource]:
+    """Register a plan (:mod:`components.plans`) in order; ``options`` gets the resources a step waits for."""
+    done: dict[str, pulumi.CustomResource] = {}
+    for step in steps:
+        opts = options([done[name] for name in step.after])
+        if step.timeout is not None:
+            timeouts = pulumi.CustomTimeouts(create=step.timeout, update=step.timeout)
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts))
+        done[step.name] = register(step.obj, opts)
+    return done
 
 
 def child_options(

@@ -9,7 +9,7 @@ import pulumi
 from components import specs
 from components.autoscaler import Autoscaler, AutoscalerArgs
 from components.config import ModelConfig
-from components.deployment import ModelDeployment, ModelDeploymentArgs
+from components.deployment import ModelDeployment, ModelDeploymentArgs, reserve_gpus
 from components.image import ModelImage, ModelImageArgs
 from components.kube import child_options, register
 from components.service import LoadBalancedService, LoadBalancedServiceArgs
@@ -26,6 +26,9 @@ class ModelServiceArgs:
 class ModelService(pulumi.ComponentResource):
     """Namespace, ModelImage, ModelDeployment, LoadBalancedService and (with autoscaling) Autoscaler.
 
+    ``scheduling`` from a ``GpuNodePool`` carries the pool's GPU ledger: the model reserves its peak GPUs from it
+    before registering anything, so several ModelServices on one pool never exceed its ``gpuBudget``.
+
     Outputs: ``endpoint``, ``image_ref``, ``namespace``.
     """
 
@@ -34,6 +37,8 @@ class ModelService(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # First of all: a model the pool has no GPUs left for registers nothing.
+        scheduling = reserve_gpus(args.model, args.scheduling)
         super().__init__("model-serving:index:ModelService", name, None, opts)
         model = args.model
         ns = register(specs.namespace(model.namespace), child_options(self, opts))
@@ -46,7 +51,7 @@ class ModelService(pulumi.ComponentResource):
         deployment = ModelDeployment(
             name,
             ModelDeploymentArgs(
-                model=model, image_ref=image.image_ref, scheduling=args.scheduling, hub_token=args.hub_token
+                model=model, image_ref=image.image_ref, scheduling=scheduling, hub_token=args.hub_token
             ),
             in_ns,
         )

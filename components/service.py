@@ -7,9 +7,9 @@ from typing import Any
 
 import pulumi
 
-from components import specs
+from components import plans
 from components.config import ModelConfig
-from components.kube import child_options, register
+from components.kube import child_options, register_steps
 
 
 @dataclass
@@ -34,9 +34,10 @@ class LoadBalancedService(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancedServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:LoadBalancedService", name, None, opts)
         model = args.model
-        child = child_options(self, opts)
-        svc = register(specs.service(model), child)
-        register(specs.network_policy(model), child)
+        objects = register_steps(
+            plans.load_balanced_service(model), lambda after: child_options(self, opts, depends_on=after)
+        )
+        svc = objects["service"]
         port = model.service.port
         self.endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
             lambda parts: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))

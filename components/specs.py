@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from components.capacity import GpuCapacity
 from components.config import TMP_SIZE, GpuPoolConfig, ModelConfig
 
 Obj = dict[str, Any]
@@ -31,12 +32,27 @@ DRAIN_SECONDS = 25
 
 @dataclass(frozen=True)
 class GpuScheduling:
-    """What a GPU workload needs to land on the pool: GpuNodePool's contract with deployments."""
+    """What a GPU workload needs to land on the pool: GpuNodePool's contract with deployments.
+
+    ``capacity`` is the pool's GPU ledger when the scheduling comes from a ``GpuNodePool``: each ModelDeployment
+    reserves its peak GPUs from it, so the budget holds over every model placed on the pool. It is no part of
+    the contract's value (not compared, not an output).
+    """
 
     node_selector: Mapping[str, str]
     tolerations: tuple[Mapping[str, str], ...]
     runtime_class_name: str
     gpu_resource_name: str
+    capacity: GpuCapacity | None = field(default=None, compare=False, repr=False)
+
+    def wire(self) -> dict[str, Any]:
+        """The contract as plain data (the component's registered output)."""
+        return {
+            "node_selector": dict(self.node_selector),
+            "tolerations": [dict(t) for t in self.tolerations],
+            "runtime_class_name": self.runtime_class_name,
+            "gpu_resource_name": self.gpu_resource_name,
+        }
 
 
 def gpu_scheduling(pool: GpuPoolConfig) -> GpuScheduling:
@@ -120,7 +136,10 @@ def model_cache_claim(model: ModelConfig) -> Obj | None:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(f"{model.name}-cache", model.namespace, model_labels(model)),
+        # Unbound claims wait for their first consumer: Pulumi must not block on them.
+        "metadata": _meta(
+            f"{model.name}-cache", model.namespace, model_labels(model), annotations={"pulumi.com/skipAwait": "true"}
+        ),
         "spec": spec,
     }
 
@@ -258,11 +277,16 @@ def container_security_context() -> Obj:
         "privileged": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
+        # Stated by the container itself too: a patched or added container must not fall back to the image's user.
+        "runAsUser": UID,
+        "runAsGroup": UID,
         "capabilities": {"drop": ["ALL"]},
     }
 
 
 def progress_deadline_seconds(model: ModelConfig) -> int:
+    if model.rollout.progress_deadline_seconds is not None:
+        return model.rollout.progress_deadline_seconds
     # Image pulls of tens of GiB plus the model load; the default 600 s fails healthy rollouts.
     return max(600, model.probes.model_load_seconds + 900)
 
@@ -478,21 +502,43 @@ def device_plugin_config(pool: GpuPoolConfig) -> Obj:
     }
 
 
+def device_plugin_security_context(pool: GpuPoolConfig) -> Obj:
+    """Root (it registers a socket in the kubelet's directory), read-only, no capabilities but what MIG needs.
+
+    With a MIG strategy other than none the plugin enumerates MIG devices through NVML, which needs SYS_ADMIN:
+    NVIDIA's own deployment (the nvidia-device-plugin chart) adds it then, and so does this one. Kubernetes
+    treats a container with SYS_ADMIN as able to escalate, so that case says so instead of claiming otherwise.
+    """
+    mig = pool.device_plugin.mig_strategy != "none"
+    return {
+        "allowPrivilegeEscalation": mig,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]} if mig else {"drop": ["ALL"]},
+    }
+
+
 def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
     labels = device_plugin_labels()
     scheduling = gpu_scheduling(pool)
+    env = [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}]
+    if pool.device_plugin.mig_strategy != "none":
+        # The container toolkit then exposes the MIG monitor capability the plugin reads (as NVIDIA's chart does).
+        env.append({"name": "NVIDIA_MIG_MONITOR_DEVICES", "value": "all"})
+    # No probes: the plugin serves nothing but a gRPC unix socket to the kubelet (no health endpoint, no port),
+    # NVIDIA's chart defines none, and the pinned image cannot be relied on for a shell to exec a check in. The
+    # kubelet itself watches the registration: a plugin that dies is restarted, and a node whose plugin socket is
+    # gone reports zero allocatable GPUs.
     container: Obj = {
         "name": DEVICE_PLUGIN_NAME,
         "image": pool.device_plugin.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["--config-file=/config/config.yaml"],
-        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-        # It registers a socket in the kubelet's directory: root, but nothing more.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "env": env,
+        "securityContext": device_plugin_security_context(pool),
         # Guaranteed QoS: it must never be the pod a node under pressure evicts.
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -501,6 +547,7 @@ def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
         "volumeMounts": [
             {"name": "device-plugins", "mountPath": "/var/lib/kubelet/device-plugins"},
             {"name": "config", "mountPath": "/config", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
     return {
@@ -525,10 +572,22 @@ def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
                     "volumes": [
                         {"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
                         {"name": "config", "configMap": {"name": f"{DEVICE_PLUGIN_NAME}-config"}},
+                        # The root filesystem is read-only; a scratch /tmp in case a library wants one.
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
                     ],
                 },
             },
         },
+    }
+
+
+def device_plugin_network_policy(pool: GpuPoolConfig) -> Obj:
+    """Default deny for the plugin's namespace: the plugin talks to the kubelet over a unix socket, not the network."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("default-deny", pool.device_plugin.namespace, device_plugin_labels()),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
     }
 
 

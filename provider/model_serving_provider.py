@@ -2,250 +2,32 @@
 component provider host (``__main__.py``), so a YAML or TypeScript stack can ``pulumi package add`` them.
 
 The host infers the package schema from type annotations. The library's own args are dataclasses of
-validated config (``ModelConfig``, ``GpuPoolConfig``), which it cannot describe, so this module gives
-each component a TypedDict of its inputs whose keys are exactly the stack-config keys (``models[i]``,
-``gpuPool``). The subclasses turn those raw inputs into typed config with ``parse_stack_config`` (the
-same validation and error messages as ``stacks/*.yaml``) and then run the library component's own
-``__init__``: the same type token, the same children, the same outputs. There is no other logic here.
+validated config (``ModelConfig``, ``GpuPoolConfig``), which it cannot describe, so each component here
+takes a TypedDict of its inputs whose keys are exactly the stack-config keys (``models[i]``, ``gpuPool``),
+generated from the config schema into ``model_serving_types.py``. The subclasses turn those raw inputs into
+typed config with ``parse_stack_config`` (the same validation and error messages as ``stacks/*.yaml``) and
+then run the library component's own ``__init__``: the same type token, the same children, the same outputs.
 
 No ``from __future__ import annotations``: the host reads the annotations at run time, so they must be
 real types, not strings. The output annotations are repeated from the library classes for that reason.
 """
 
-from typing import Any, Required, TypedDict
+import dataclasses
+import threading
+from typing import Any, TypedDict
 
 import pulumi
+from model_serving_types import GpuPool, ModelServiceArgs
 
 import components
 from components import specs
-from components.config import ConfigError, GpuPoolConfig, ModelConfig, parse_stack_config
+from components.capacity import GpuBudgetError, GpuCapacity
+from components.config import SECRET_KEYS, ConfigError, GpuPoolConfig, ModelConfig, Problem, parse_stack_config
 
 PACKAGE = "model-serving"  # type tokens model-serving:index:<Name>, as in the library
 VERSION = "0.1.0"  # pyproject.toml's version
 
-# ---------------------------------------------------------------------------------------------------
-# gpuPool
-
-
-class Taint(TypedDict, total=False):
-    """The taint that keeps other pods off GPU nodes; GPU pods tolerate it."""
-
-    key: str
-    """Default nvidia.com/gpu."""
-    value: str
-    """Default present."""
-    effect: str
-    """NoSchedule (default), PreferNoSchedule or NoExecute."""
-
-
-class DevicePlugin(TypedDict, total=False):
-    """The NVIDIA device plugin DaemonSet that advertises the GPUs."""
-
-    enabled: bool
-    """Deploy it (default true); false where the cluster already runs one."""
-    image: str
-    """Pinned plugin image (default: a digest-pinned k8s-device-plugin release)."""
-    namespace: str
-    """Its namespace (default nvidia-device-plugin; pod security privileged)."""
-    timeSlicingReplicas: int
-    """Time-slicing: pods per physical GPU (1 = off)."""
-    migStrategy: str
-    """none (default), single or mixed."""
-
-
-class NodeClassRef(TypedDict, total=False):
-    """The Karpenter node class the NodePool launches from."""
-
-    group: str
-    kind: str
-    name: str
-
-
-class Karpenter(TypedDict, total=False):
-    """A Karpenter NodePool for GPU nodes (needs gpuBudget)."""
-
-    nodeClassRef: NodeClassRef
-    instanceTypes: list[str]
-    """Allowed instance types (this or gpuProducts is required)."""
-    gpuProducts: list[str]
-    """Allowed GPU names, e.g. h100."""
-    capacityTypes: list[str]
-    """on-demand (default), spot, reserved."""
-    consolidationPolicy: str
-    """WhenEmpty (default) or WhenEmptyOrUnderutilized."""
-    consolidateAfter: str
-    expireAfter: str
-    disruptionBudgetNodes: str
-    """Nodes Karpenter may disrupt at once: a count or a percentage (default 10%)."""
-
-
-class GpuPool(TypedDict, total=False):
-    """The stack config's gpuPool block: how GPU nodes are provided and how workloads land on them."""
-
-    name: str
-    """Name of the Karpenter NodePool (default gpu)."""
-    gpuResourceName: str
-    """Extended resource the device plugin advertises (default nvidia.com/gpu)."""
-    nodeSelector: dict[str, str]
-    """Labels of GPU nodes (default nvidia.com/gpu.present: "true")."""
-    taint: Taint
-    runtimeClass: str
-    """RuntimeClass GPU pods use (default nvidia)."""
-    gpuBudget: int
-    """GPUs the pool may hold; the models' peak demand must fit."""
-    gpuMemory: str
-    """Memory of one GPU, for sizing models from their architecture (default 80Gi)."""
-    devicePlugin: DevicePlugin
-    karpenter: Karpenter
-
-
-# ---------------------------------------------------------------------------------------------------
-# models[i]
-
-
-class Registry(TypedDict, total=False):
-    """Registry login for pushes (the password is the registryPassword input)."""
-
-    server: str
-    username: str
-
-
-class ImageBuild(TypedDict, total=False):
-    """Build the model server image with Docker (needs the docker provider plugin)."""
-
-    imageName: Required[str]
-    context: str
-    dockerfile: str
-    args: dict[str, str]
-    platform: str
-    cacheFrom: list[str]
-    push: bool
-    registry: Registry
-
-
-class Image(TypedDict, total=False):
-    """Exactly one of ref (a prebuilt image: a tag other than latest, or a digest) or build."""
-
-    ref: str
-    build: ImageBuild
-
-
-class Resources(TypedDict, total=False):
-    """Per pod; requests equal limits. Defaults come from the architecture's sizing when given."""
-
-    cpu: str
-    memory: str
-    ephemeralStorage: str
-    gpus: int
-    """Whole GPUs per pod (0-16)."""
-
-
-class Architecture(TypedDict, total=False):
-    """The model's shape: sizes GPUs, memory, /dev/shm and vLLM's arguments against gpuPool.gpuMemory."""
-
-    params: Required[float]
-    layers: Required[int]
-    heads: Required[int]
-    kvHeads: Required[int]
-    headDim: Required[int]
-    dtype: str
-    """fp32, bf16 (default), fp16, fp8, int8 or int4."""
-    maxModelLen: int
-    maxNumSeqs: int
-    gpuMemoryUtilization: float
-
-
-class Probes(TypedDict, total=False):
-    modelLoadSeconds: int
-    """Startup budget for loading the model (default 600 server, 1800 vLLM)."""
-    periodSeconds: int
-
-
-class ModelCache(TypedDict, total=False):
-    """Where the model hub cache (/cache) lives."""
-
-    type: str
-    """emptyDir (default) or pvc."""
-    size: str
-    storageClass: str
-    accessMode: str
-
-
-class Metric(TypedDict, total=False):
-    """What the HPA scales on."""
-
-    type: str
-    """cpu (default), pods or external."""
-    targetUtilization: int
-    name: str
-    targetAverageValue: str
-    targetValue: str
-    selector: dict[str, str]
-
-
-class Autoscaling(TypedDict, total=False):
-    minReplicas: int
-    maxReplicas: Required[int]
-    metric: Metric
-    scaleUpWindowSeconds: int
-    scaleDownWindowSeconds: int
-
-
-class Rollout(TypedDict, total=False):
-    maxSurge: int
-    maxUnavailable: int
-
-
-class Service(TypedDict, total=False):
-    """The model's Service (and its NetworkPolicy)."""
-
-    type: str
-    """LoadBalancer (default), ClusterIP or NodePort."""
-    port: int
-    annotations: dict[str, str]
-    sourceRanges: list[str]
-    externalTrafficPolicy: str
-    sessionAffinity: str
-    allowFrom: list[str]
-
-
-class ModelServiceArgs(TypedDict, total=False):
-    """One entry of the stack config's models list, plus the pool it runs on and its secrets."""
-
-    name: str
-    """Model name (a DNS label); defaults to the resource name."""
-    namespace: str
-    """The model's own namespace (default models-<name>)."""
-    engine: str
-    """server (the project's image, default) or vllm."""
-    modelId: Required[str]
-    """Hub id of the model."""
-    image: Required[Image]
-    resources: Resources
-    architecture: Architecture
-    port: int
-    args: list[str]
-    env: dict[str, str]
-    replicas: int
-    probes: Probes
-    modelCache: ModelCache
-    shmSize: str
-    autoscaling: Autoscaling
-    rollout: Rollout
-    service: Service
-    containerPatch: Any
-    """A JSON merge patch applied to the container (escape hatch)."""
-    modelDir: str
-    """Absolute path where the image holds the model's files (MODEL_DIR); default: the hub cache under /cache."""
-    gpuPool: GpuPool
-    """The pool the model is scheduled on: pass the same block as to GpuNodePool (default: the defaults)."""
-    hubToken: pulumi.Input[str]
-    """Secret model hub token; when set it is mounted as /var/run/secrets/model-hub/token."""
-    registryPassword: pulumi.Input[str]
-    """Secret password of image.build.registry, for pushes."""
-
-
-_NOT_CONFIG = ("gpuPool", "hubToken", "registryPassword")
+_NOT_CONFIG = ("gpuPool", *SECRET_KEYS)
 
 
 def _plain(value: Any) -> Any:
@@ -279,10 +61,12 @@ def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoo
             has_registry_password=args.get("registryPassword") is not None,
         )
     except ConfigError as error:
-        message = str(error)
-        if message.startswith("models[0]"):
-            message = "model" + message[len("models[0]") :]
-        raise ValueError(f"invalid ModelService {name!r}: {message}") from None
+        # The input is one model: models[0].resources.gpus is model.resources.gpus.
+        renamed = ConfigError.of(
+            Problem("model" + p.path.removeprefix("models[0]") if p.path.startswith("models[0]") else p.path, p.message)
+            for p in error.problems
+        )
+        raise ValueError(f"invalid ModelService {name!r}: {renamed.report()}") from None
     return stack.models[0], stack.gpu_pool
 
 
@@ -295,7 +79,34 @@ def gpu_pool_config(name: str, args: GpuPool) -> GpuPoolConfig:
     try:
         return parse_stack_config({"gpuPool": raw, "models": [placeholder]}).gpu_pool
     except ConfigError as error:
-        raise ValueError(f"invalid GpuNodePool {name!r}: {error}") from None
+        raise ValueError(f"invalid GpuNodePool {name!r}: {error.report()}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The GPU budget across components
+#
+# A YAML or TypeScript stack names the pool in each component's gpuPool block rather than passing the pool
+# itself, and the host builds every component of a deployment in this one process. So the pools' GPU ledgers
+# live here, one per (project, stack, pool name): each ModelService reserves its peak GPUs from the ledger of
+# its gpuPool, and GpuNodePool sets the budget on it, whichever comes first.
+
+_CAPACITY: dict[tuple[str, str, str], GpuCapacity] = {}
+_CAPACITY_LOCK = threading.Lock()
+
+
+def shared_capacity(pool: GpuPoolConfig) -> GpuCapacity:
+    """The ledger of ``pool`` in this deployment, with the pool's budget when its gpuPool block gives one."""
+    key = (pulumi.get_project(), pulumi.get_stack(), pool.name)
+    with _CAPACITY_LOCK:
+        capacity = _CAPACITY.setdefault(key, GpuCapacity(pool.name))
+    capacity.limit(pool.gpu_budget)
+    return capacity
+
+
+def reset_capacity() -> None:
+    """Forget every ledger (tests construct many deployments in one process)."""
+    with _CAPACITY_LOCK:
+        _CAPACITY.clear()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -327,6 +138,10 @@ class GpuNodePool(components.GpuNodePool):
 
     def __init__(self, name: str, args: GpuPool, opts: pulumi.ResourceOptions | None = None) -> None:
         pool = gpu_pool_config(name, args)
+        try:
+            shared_capacity(pool)
+        except GpuBudgetError as error:
+            raise ValueError(f"invalid GpuNodePool {name!r}: {error}") from None
         super().__init__(name, components.GpuNodePoolArgs(pool=pool), opts)
         # The library keeps scheduling as a dataclass for Python callers (ModelServiceArgs.scheduling);
         # other languages get it as an output object of the same fields.
@@ -355,11 +170,16 @@ class ModelService(components.ModelService):
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         model, pool = model_config(name, args)
+        try:
+            capacity = shared_capacity(pool)
+        except GpuBudgetError as error:
+            raise ValueError(f"invalid ModelService {name!r}: {error}") from None
         super().__init__(
             name,
             components.ModelServiceArgs(
                 model=model,
-                scheduling=specs.gpu_scheduling(pool),
+                # The pool's ledger travels with the scheduling: the library component reserves the model's GPUs.
+                scheduling=dataclasses.replace(specs.gpu_scheduling(pool), capacity=capacity),
                 hub_token=args.get("hubToken"),
                 registry_password=args.get("registryPassword"),
             ),

@@ -1,4 +1,4 @@
-"""A search team's stack reusing model-serving-components: an embeddings model and a reranker on one GPU pool.
+"""A search team's stack reusing model-serving-components: an embeddings model (CPU) and a reranker on vLLM (GPU).
 
 It shows the library's API outside the model-serving program: typed config from a plain dict (validated,
 errors name the key), one shared GpuNodePool, one ModelService per model, and the outputs a caller uses.
@@ -11,17 +11,19 @@ from components import ConfigError, GpuNodePool, GpuNodePoolArgs, ModelService, 
 
 config = pulumi.Config()
 IMAGE = config.get("image") or "registry.example.com/model-serving/server:0.1.0"
+VLLM_IMAGE = config.get("vllmImage") or "registry.example.com/mirror/vllm-openai:v0.11.0"
 
 
-def model(name: str, model_id: str, max_replicas: int) -> dict[str, object]:
+def model(name: str, model_id: str, max_replicas: int, **settings: object) -> dict[str, object]:
     return {
         "name": name,
         "modelId": model_id,
         "image": {"ref": IMAGE},
-        "resources": {"cpu": "2", "memory": "4Gi", "ephemeralStorage": "4Gi", "gpus": 1},
+        "resources": {"cpu": "2", "memory": "4Gi", "ephemeralStorage": "4Gi"},
         "modelCache": {"size": "2Gi"},
         "autoscaling": {"minReplicas": 1, "maxReplicas": max_replicas},
         "service": {"type": "ClusterIP"},
+        **settings,
     }
 
 
@@ -32,7 +34,15 @@ try:
             "gpuPool": {"gpuMemory": "24Gi", "gpuBudget": config.get_int("gpuBudget") or 4},
             "models": [
                 model("embeddings", "sentence-transformers/all-MiniLM-L6-v2", 2),
-                model("reranker", "cross-encoder/ms-marco-MiniLM-L-6-v2", 2),
+                model(
+                    "reranker",
+                    "BAAI/bge-reranker-v2-m3",
+                    2,
+                    engine="vllm",
+                    image={"ref": VLLM_IMAGE},
+                    resources={"cpu": "4", "memory": "16Gi", "ephemeralStorage": "12Gi", "gpus": 1},
+                    modelCache={"size": "8Gi"},
+                ),
             ],
         }
     )

@@ -119,7 +119,8 @@ def new_stack(project: Project, name: str, *, secrets: dict[str, str] | None = N
 def e2e_project(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A project copy whose Pulumi commands reach the local cluster; its stacks are destroyed afterwards."""
     project = copy_project(tmp_path_factory.mktemp("e2e"))
-    project.env["KUBECONFIG"] = str(KUBECONFIG)
+    # The stacks name .cluster/kubeconfig (model-serving:kubeconfig): the running cluster's, not a copy's.
+    (project.path / ".cluster").symlink_to(KUBECONFIG.parent)
     yield project
     # Leave the cluster as found for the next module: destroy whatever stack is still deployed.
     listing = project.pulumi("stack", "ls", "--json", check=False)

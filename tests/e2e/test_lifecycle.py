@@ -120,7 +120,7 @@ def test_hub_token_is_in_the_cluster_and_encrypted_in_state(deployed: Stack, kub
 
 
 def test_second_up_changes_nothing_and_refresh_finds_no_drift(deployed: Stack) -> None:
-    deployed.pulumi("preview", "--expect-no-changes", "--policy-pack", "policy")
+    deployed.make("preview", "PREVIEW_ARGS=--expect-no-changes")
     deployed.pulumi("refresh", "--yes", "--expect-no-changes", "--skip-preview")
 
 

@@ -17,7 +17,9 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
     for namespace in sorted(namespaces):
         for item in kube.items(kinds, namespace):
             if item["kind"] == "Secret" and item.get("type") != "Opaque":
-                continue
+                continue  # the hub token only, not service-account tokens
+            if item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default":
+                continue  # every namespace's own
             found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
     return found
 
@@ -43,7 +45,9 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
     pending = stack.export()["deployment"].get("pending_operations") or []
     assert pending, "the update had finished before the kill; nothing was interrupted"
 
-    # The README's recovery: drop the interrupted operations, reconcile state with the cluster, update again.
+    # The README's recovery: release the dead run's lock, drop the interrupted operations and reconcile the state
+    # with the cluster, update again.
+    stack.pulumi("cancel", "--yes")
     stack.pulumi("refresh", "--yes", "--clear-pending-creates", "--skip-preview")
     stack.make("up")
     assert not stack.export()["deployment"].get("pending_operations")

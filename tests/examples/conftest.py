@@ -22,3 +22,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "packaging: builds the wheel and installs it into a throwaway venv (about 10-20 s; pip needs PyPI)"
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gpu_ledgers() -> None:
+    """The provider keeps one GPU ledger per pool and deployment; each test is a deployment of its own."""
+    import model_serving_provider
+
+    model_serving_provider.reset_capacity()

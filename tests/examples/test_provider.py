@@ -14,16 +14,18 @@ import pytest
 from pulumi.provider.experimental.component import ComponentProvider
 
 import components
-from components import config as config_module
 from components import specs
-from components.config import parse_stack_config
+from components.config import SECRET_KEYS, GpuPoolConfig, ModelConfig, parse_stack_config
+from components.config.declare import Block, keys, nested, top_names, type_name
+from components.config.docs import PROVIDER_TYPES, provider_types
 from tests.unit.mocking import is_secret, resolve, run_components
 
 MODEL = "model-serving:index:ModelService"
 POOL = "model-serving:index:GpuNodePool"
 
-# A model as a YAML stack would write it, with the pool it runs on.
+# A model as a YAML stack would write it, with the pool it runs on (vLLM serves embedding models too, on a GPU).
 MODEL_CONFIG: dict[str, Any] = {
+    "engine": "vllm",
     "modelId": "sentence-transformers/all-MiniLM-L6-v2",
     "image": {"ref": "registry.example.com/model-serving/server:0.1.0"},
     "resources": {"cpu": "2", "memory": "4Gi", "ephemeralStorage": "4Gi", "gpus": 1},
@@ -45,45 +47,6 @@ def _wire(value: Any) -> Any:
 
 
 WIRE_MODEL: dict[str, Any] = _wire({**MODEL_CONFIG, "gpuPool": POOL_CONFIG})
-
-# Every block of the stack config, so that every key list the parser knows is seen.
-KITCHEN_SINK: dict[str, Any] = {
-    "gpuPool": {
-        "name": "gpu",
-        "gpuResourceName": "nvidia.com/gpu",
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-        "taint": {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
-        "runtimeClass": "nvidia",
-        "gpuBudget": 16,
-        "gpuMemory": "80Gi",
-        "devicePlugin": {"enabled": True, "namespace": "nvidia-device-plugin", "timeSlicingReplicas": 1},
-        "karpenter": {"nodeClassRef": {"name": "gpu"}, "gpuProducts": ["h100"]},
-    },
-    "models": [
-        {
-            "name": "llm",
-            "engine": "vllm",
-            "modelId": "meta-llama/Llama-3.1-8B-Instruct",
-            "image": {
-                "build": {
-                    "imageName": "registry.example.com/llm:1.0.0",
-                    "push": True,
-                    "registry": {"server": "registry.example.com", "username": "ci"},
-                }
-            },
-            "architecture": {"params": 8.03e9, "layers": 32, "heads": 32, "kvHeads": 8, "headDim": 128},
-            "probes": {"modelLoadSeconds": 1800},
-            "modelCache": {"type": "pvc", "size": "50Gi", "accessMode": "ReadWriteMany"},
-            "autoscaling": {
-                "minReplicas": 1,
-                "maxReplicas": 2,
-                "metric": {"type": "pods", "name": "vllm:num_requests_waiting", "targetAverageValue": "5"},
-            },
-            "rollout": {"maxSurge": 0, "maxUnavailable": 1},
-            "service": {"type": "LoadBalancer", "sourceRanges": ["10.0.0.0/8"]},
-        }
-    ],
-}
 
 
 @pytest.fixture(scope="module")
@@ -116,53 +79,53 @@ def test_config_is_plain_and_secrets_are_inputs(schema: dict[str, Any]) -> None:
     assert "plain" not in inputs["registryPassword"]
 
 
-def _typed_dict_keys(cls: type) -> set[str]:
-    return set(cls.__annotations__)
+def _objects(cls: type) -> Iterator[type]:
+    """``cls`` and every config object under it."""
+    yield cls
+    for k in keys(cls):
+        if isinstance(k.kind, Block):
+            yield from _objects(k.kind.cls)
 
 
-# Where each key list of the parser lives, and the provider type that mirrors it.
-MIRRORS = {
-    "gpuPool": msp.GpuPool,
-    "gpuPool.taint": msp.Taint,
-    "gpuPool.devicePlugin": msp.DevicePlugin,
-    "gpuPool.karpenter": msp.Karpenter,
-    "gpuPool.karpenter.nodeClassRef": msp.NodeClassRef,
-    "models[0].image": msp.Image,
-    "models[0].image.build": msp.ImageBuild,
-    "models[0].image.build.registry": msp.Registry,
-    "models[0].resources": msp.Resources,
-    "models[0].architecture": msp.Architecture,
-    "models[0].probes": msp.Probes,
-    "models[0].modelCache": msp.ModelCache,
-    "models[0].autoscaling": msp.Autoscaling,
-    "models[0].autoscaling.metric": msp.Metric,
-    "models[0].rollout": msp.Rollout,
-    "models[0].service": msp.Service,
-}
+def _type(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(schema["types"][f"model-serving:index:{name}"])
 
 
-@pytest.fixture
-def known_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, set[str]]]:
-    """The key lists the config parser checks, by key path, while it parses KITCHEN_SINK."""
-    seen: dict[str, set[str]] = {}
-    original = config_module._Node.__init__
-
-    def spy(self: Any, path: str, raw: object, known: Any) -> None:
-        seen[path] = set(known)
-        original(self, path, raw, known)
-
-    monkeypatch.setattr(config_module._Node, "__init__", spy)
-    yield seen
+def _inputs(schema: dict[str, Any], cls: type) -> dict[str, Any]:
+    if cls is ModelConfig:
+        return dict(schema["resources"][MODEL]["inputProperties"])
+    return dict(_type(schema, type_name(cls))["properties"])
 
 
-def test_inputs_mirror_every_stack_config_key(known_keys: dict[str, set[str]]) -> None:
-    """A key added to the stack config must be added to the provider's inputs too (and the reverse)."""
-    parse_stack_config(KITCHEN_SINK, has_hub_token=True, has_registry_password=True)
-    assert set(MIRRORS) | {"", "models[0]"} == set(known_keys), "a config block without a provider type"
-    for path, cls in MIRRORS.items():
-        assert _typed_dict_keys(cls) == known_keys[path], path
-    model_keys = _typed_dict_keys(msp.ModelServiceArgs) - {"gpuPool", "registryPassword"}
-    assert model_keys == known_keys["models[0]"], "ModelService takes one entry of models (its hubToken: the token)"
+@pytest.mark.parametrize("top", [GpuPoolConfig, ModelConfig], ids=type_name)
+def test_inputs_are_the_stack_config_keys(schema: dict[str, Any], top: type) -> None:
+    """The provider's input types are generated from the config schema: one type per config object, its keys."""
+    for cls in _objects(top):
+        expected = set(top_names(cls))
+        if cls is ModelConfig:  # one entry of models, the pool it runs on, and the stack's secrets
+            expected |= {"gpuPool", *SECRET_KEYS}
+        assert set(_inputs(schema, cls)) == expected, type_name(cls)
+        for head, tails in nested(cls).items():  # nodeClassRef, registry
+            assert set(_type(schema, head[0].upper() + head[1:])["properties"]) == set(tails)
+    assert set(schema["resources"][POOL]["inputProperties"]) == set(top_names(GpuPoolConfig))
+
+
+@pytest.mark.parametrize("top", [GpuPoolConfig, ModelConfig], ids=type_name)
+def test_required_inputs_and_descriptions_follow_the_schema(schema: dict[str, Any], top: type) -> None:
+    for cls in _objects(top):
+        if cls is ModelConfig:
+            required = schema["resources"][MODEL]["requiredInputs"]
+        else:
+            required = _type(schema, type_name(cls)).get("required", [])
+        assert set(required) == {k.name for k in keys(cls) if k.required and not k.resource_name}, type_name(cls)
+        inputs = _inputs(schema, cls)
+        for k in keys(cls):
+            if k.name in inputs and k.name not in SECRET_KEYS:  # a model's hubToken input is the token itself
+                assert inputs[k.name]["description"].lower().startswith(k.doc.lower()), k.name
+
+
+def test_the_generated_input_types_are_current() -> None:
+    assert PROVIDER_TYPES.read_text() == provider_types(), "run: python -m components.config.docs --write"
 
 
 def _identity(inputs: dict[str, Any]) -> tuple[str, str, str]:
@@ -206,7 +169,38 @@ def test_gpu_node_pool_outputs_its_scheduling(host: ComponentProvider) -> None:
         "gpuResourceName": "nvidia.com/gpu",
     }
     kinds = sorted(r.inputs["kind"] for r in built.kubernetes_objects())
-    assert kinds == ["ConfigMap", "DaemonSet", "Namespace", "NodePool", "RuntimeClass"]
+    assert kinds == ["ConfigMap", "DaemonSet", "Namespace", "NetworkPolicy", "NodePool", "RuntimeClass"]
+
+
+def _construct_all(host: ComponentProvider, *resources: tuple[str, str, dict[str, Any]]) -> None:
+    """Construct several components in one deployment, as the host does for one YAML program."""
+
+    def build() -> None:
+        for name, type_, inputs in resources:
+            host.construct(name, type_, inputs, None)
+
+    run_components(build)
+
+
+def test_model_services_of_one_deployment_share_the_pool_budget(host: ComponentProvider) -> None:
+    """Each ModelService fits gpuBudget 4 alone (3 GPUs at peak); the second one does not fit beside the first."""
+    pool = _wire({**POOL_CONFIG, "gpuBudget": 4})
+    first = ("embeddings", MODEL, {**WIRE_MODEL, "gpuPool": pool})
+    second = ("reranker", MODEL, {**WIRE_MODEL, "gpuPool": pool})
+    _construct_all(host, first)
+    msp.reset_capacity()
+    with pytest.raises(Exception, match=r"model 'reranker' does not fit GPU pool 'gpu'.*gpuPool\.gpuBudget is 4"):
+        _construct_all(host, first, second)
+
+
+def test_the_pool_budget_counts_models_constructed_before_the_pool(host: ComponentProvider) -> None:
+    """The host builds components in dependency order: the pool may come last and still sees every model."""
+    models = [(name, MODEL, dict(WIRE_MODEL)) for name in ("a", "b")]
+    pool = ("gpu", POOL, {"gpuBudget": 5.0, "karpenter": {"gpuProducts": ["l4"]}})
+    with pytest.raises(Exception, match=r"invalid GpuNodePool 'gpu': .*may run 6 GPUs at peak.*gpuBudget 5"):
+        _construct_all(host, *models, pool)
+    msp.reset_capacity()
+    _construct_all(host, *models, ("gpu", POOL, {**pool[2], "gpuBudget": 6.0}))
 
 
 def test_hub_token_input_mounts_the_token_as_a_secret() -> None:
@@ -238,5 +232,5 @@ def test_config_mistakes_name_the_input(args: dict[str, Any], message: str) -> N
 
 
 def test_gpu_pool_mistakes_name_the_key() -> None:
-    with pytest.raises(ValueError, match=r"invalid GpuNodePool 'gpu': gpuPool\.gpuBudget is required"):
+    with pytest.raises(Exception, match=r"invalid GpuNodePool 'gpu': gpuPool\.gpuBudget is required"):
         msp.gpu_pool_config("gpu", {"karpenter": {"gpuProducts": ["h100"]}})

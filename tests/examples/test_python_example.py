@@ -45,7 +45,7 @@ def test_pods_ask_for_the_gpu_and_land_on_the_pool(run: Run) -> None:
     deployment = run.one("kubernetes:apps/v1:Deployment", "reranker").inputs
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["image"] == "registry.example.com/model-serving/server:0.1.0"
+    assert container["image"] == "registry.example.com/mirror/vllm-openai:v0.11.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["runtimeClassName"] == "nvidia"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -66,10 +66,10 @@ def test_config_overrides_reach_the_components() -> None:
         r.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
         for r in run.of_type("kubernetes:apps/v1:Deployment")
     }
-    assert images == {"registry.example.com/team/server:2.0.0"}
+    assert images == {"registry.example.com/team/server:2.0.0", "registry.example.com/mirror/vllm-openai:v0.11.0"}
     assert run.outputs["gpu_budget"] == 8
 
 
 def test_a_config_mistake_stops_the_program_naming_the_key() -> None:
     with pytest.raises(Exception, match=r"gpuPool.gpuBudget is too small"):
-        run_program(EXAMPLE / "__main__.py", project=PROJECT, config={"gpuBudget": "2"})
+        run_program(EXAMPLE / "__main__.py", project=PROJECT, config={"gpuBudget": "1"})

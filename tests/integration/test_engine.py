@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.harness import run_stack
-from tests.integration.conftest import Project
 from tests.kube_checks import validate_object
+from tests.project import Project
 
 # Stacks that build images need the pulumi-docker provider plugin, which cannot be built here:
 # their previews swap the image for a prebuilt reference (a test-only override).
@@ -81,7 +81,8 @@ def test_preview_passes_the_policy_pack(project: Project, stack: str) -> None:
 @pytest.mark.parametrize(
     ("patch", "rule"),
     [
-        ({"resources": {"limits": {"memory": None}}}, "container-resource-limits"),
+        # (Removing the limit is refused by the config reader itself: tests/unit/test_config_schema.py.)
+        ({"resources": {"limits": {"memory": "lots"}}}, "container-resource-limits"),
         ({"resources": {"requests": {"nvidia.com/gpu": "2"}}}, "gpu-resources"),
     ],
 )

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from tests.harness import ROOT, run_stack
-from tests.integration.conftest import _cli_available
 from tests.kube_checks import validate_object
+from tests.project import cli_available as _cli_available
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,9 @@ from tests.harness import ROOT, STACKS, Run, run_stack
 
 # Advisories that are reports, not findings: the exemptions each config file declares.
 REPORTS = {"exempted-resources"}
-# Advisories a stack accepts knowingly, with the reason.
-ACCEPTED = {
-    # dev scales its single GPU model on CPU: no metrics adapter on a dev cluster.
-    "dev": {"hpa-gpu-scaling-signal"},
-}
+# Advisories a stack accepts knowingly, with the reason. (None: dev's model, which scales on CPU, runs on the
+# CPU-only server engine and so uses no GPU that hpa-gpu-scaling-signal would ask a better signal for.)
+ACCEPTED: dict[str, set[str]] = {}
 
 
 def policy_config(stack: str) -> dict[str, Any] | None:
@@ -53,10 +51,31 @@ def test_every_stack_has_a_policy_config(stack: str) -> None:
 
 
 def test_the_pack_sees_a_bad_patch_in_a_shipped_stack() -> None:
-    """The harness is live: a container patch that drops the memory limit is caught."""
+    """The harness is live: a container patch that lifts the memory limit far above the request is caught.
+
+    (A patch that removes the limit never gets this far: the config refuses it.)"""
     from tests.harness import stack_config
 
     config = stack_config("local")
-    config["model-serving:models"][0]["containerPatch"] = {"resources": {"limits": {"memory": None}}}
+    config["model-serving:models"][0]["containerPatch"] = {"resources": {"limits": {"memory": "64Gi"}}}
     found = findings("local", run_stack("local", config=config))
-    assert any(v.policy_name == "container-resource-limits" and v.blocking for v in found), found
+    assert any(v.policy_name == "container-limit-request-ratio" and v.blocking for v in found), found
+
+
+def test_mig_passes_the_pack_through_the_device_plugins_declared_exemption() -> None:
+    """MIG gives the device plugin SYS_ADMIN (as NVIDIA's chart does): the pod-security exemption each config
+    declares for the plugin covers it, and names the capability; without the exemption the pack blocks it."""
+    from tests.harness import stack_config
+
+    config = stack_config("prod")
+    config["model-serving:gpuPool"]["devicePlugin"] = {"migStrategy": "mixed"}
+    run = run_stack("prod", config=config)
+    assert findings("prod", run) == []
+    for stack in STACKS:
+        exemptions = (policy_config(stack) or {}).get("pod-security", {}).get("exemptions", [])
+        plugin = [e for e in exemptions if e.get("name") == "nvidia-device-plugin"]
+        assert plugin and "SYS_ADMIN" in plugin[0]["reason"], stack
+    unexempted = policy_config("prod") or {}
+    unexempted["pod-security"] = {k: v for k, v in unexempted["pod-security"].items() if k != "exemptions"}
+    blocked = [v for v in evaluate(records(run), unexempted) if v.policy_name == "pod-security" and v.blocking]
+    assert any("SYS_ADMIN" in v.message for v in blocked), blocked

@@ -118,7 +118,10 @@ MISTAKES = [
         "models[0].image.build.imageName",
     ),
     Mistake(
-        "push-without-registry", "dev", {"models[0].image.build.push": True}, "models[0].image.build.registry.server"
+        "push-without-registry",
+        "dev",
+        {"models[0].image.build.registry": None},
+        "models[0].image.build.registry.server",
     ),
     Mistake(
         "device-plugin-latest",
@@ -128,6 +131,19 @@ MISTAKES = [
     ),
     Mistake(
         "patch-the-image", "local", {"models[0].containerPatch": {"image": "evil:1"}}, "models[0].containerPatch.image"
+    ),
+    Mistake(
+        "patch-removes-the-memory-limit",
+        "local",
+        {"models[0].containerPatch": {"resources": {"limits": {"memory": None}}}},
+        "models[0].containerPatch.resources.limits.memory",
+    ),
+    Mistake(
+        "cpu-engine-asks-for-a-gpu",
+        "dev",
+        {"models[0].resources.gpus": 1},
+        "models[0].resources.gpus",
+        also=("engine server runs on CPU only",),
     ),
     # typos
     Mistake("typo-model-key", "local", {"models[0].replica": 2}, "models[0].replica", also=("not a known key",)),
@@ -153,14 +169,28 @@ MISTAKES = [
     ),
     Mistake("replicas-and-autoscaling", "dev", {"models[0].replicas": 2}, "models[0].replicas"),
     # GPU pool
+    # (prod's vLLM model is its only GPU user: 4 replicas at most, 1 GPU each.)
     Mistake(
         "gpu-budget-too-small",
-        "dev",
-        {"gpuPool.gpuBudget": 1},
+        "prod",
+        {"gpuPool.gpuBudget": 3},
         "gpuPool.gpuBudget",
-        also=("2 GPUs at peak", "budget is 1"),
+        also=("4 GPUs at peak", "budget is 3"),
     ),
-    Mistake("gpu-budget-too-small-with-surge", "dev", {"models[0].rollout.maxSurge": 1}, "gpuPool.gpuBudget"),
+    Mistake(
+        "e2e-budget-below-the-llama-peak",
+        "e2e",
+        {"gpuPool.gpuBudget": 3},
+        "gpuPool.gpuBudget",
+        also=("4 GPUs at peak",),
+    ),
+    Mistake(
+        "gpu-budget-too-small-with-surge",
+        "prod",
+        {"gpuPool.gpuBudget": 4, "models[0].rollout.maxSurge": 1},
+        "gpuPool.gpuBudget",
+        also=("5 GPUs at peak",),
+    ),
     Mistake(
         "karpenter-without-budget", "prod", {"gpuPool.gpuBudget": DELETE}, "gpuPool.gpuBudget", also=("karpenter",)
     ),

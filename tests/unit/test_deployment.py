@@ -53,6 +53,9 @@ MODELS = pytest.mark.parametrize("m", [LLAMA, EMBEDDINGS, MINILM], ids=lambda m:
 def test_requests_equal_limits_and_include_a_whole_number_of_gpus(m: ModelConfig) -> None:
     resources = _container(m)["resources"]
     assert resources["requests"] == resources["limits"]
+    if not m.engine_spec.uses_gpus:  # the server engine is CPU-only: no GPU at all
+        assert set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage"}
+        return
     assert set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage", GPU}
     assert re.fullmatch(r"[1-9][0-9]*", resources["limits"][GPU])
     assert int(resources["limits"][GPU]) == m.resources.gpus
@@ -60,7 +63,7 @@ def test_requests_equal_limits_and_include_a_whole_number_of_gpus(m: ModelConfig
 
 def test_resources_follow_the_config_and_the_sizing() -> None:
     limits = _container(MINILM)["resources"]["limits"]
-    assert limits == {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi", GPU: "1"}
+    assert limits == {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "4Gi"}
     # Llama's memory and GPUs come from its architecture, not from the stack file.
     assert LLAMA.sizing is not None
     llama = _container(LLAMA)["resources"]["limits"]
@@ -77,7 +80,7 @@ def test_several_gpus_per_replica_are_one_limit_and_tensor_parallel_args() -> No
 
 
 def test_the_gpu_resource_name_comes_from_the_pool() -> None:
-    edits = {"gpuPool.gpuResourceName": "amd.com/gpu"}
+    edits = {"gpuPool.gpuResourceName": "amd.com/gpu", "models[0].engine": "vllm"}
     m = model("local", edits=edits)
     resources = specs.deployment(m, IMAGE, _scheduling("local", edits))["spec"]["template"]["spec"]["containers"][0][
         "resources"
@@ -166,7 +169,8 @@ def test_shared_memory_is_a_sized_memory_empty_dir(m: ModelConfig) -> None:
 
 def test_shared_memory_size_follows_the_config_and_the_gpu_count() -> None:
     assert _volumes(model("local", edits={"models[0].shmSize": "4Gi"}))["dshm"]["emptyDir"]["sizeLimit"] == "4Gi"
-    assert _volumes(model("local", edits={"models[0].resources.gpus": 2}))["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
+    two_gpus = {"models[0].resources.gpus": 2, "models[0].engine": "vllm"}
+    assert _volumes(model("local", edits=two_gpus))["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
 
 
 def test_a_pvc_cache_mounts_the_claim_the_component_creates() -> None:
@@ -232,7 +236,15 @@ def test_containers_drop_all_capabilities_and_cannot_escalate(m: ModelConfig) ->
     assert context["privileged"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["readOnlyRootFilesystem"] is True
-    assert context.get("runAsUser", 10000) >= 10000
+
+
+@MODELS
+def test_containers_state_their_own_high_uid_and_gid(m: ModelConfig) -> None:
+    """Not only the pod: a container that states nothing runs as whatever its image says (checkov CKV_K8S_40)."""
+    context = _container(m)["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] >= 10000 and context["runAsGroup"] >= 10000
+    assert (context["runAsUser"], context["runAsGroup"]) == (_pod(m)["securityContext"]["runAsUser"], 10001)
 
 
 @MODELS

@@ -93,6 +93,48 @@ def test_the_device_plugin_gets_no_more_privilege_than_its_socket_needs() -> Non
     assert host_paths == ["/var/lib/kubelet/device-plugins"]
 
 
+def test_the_device_plugin_states_its_root_user_and_keeps_its_root_filesystem_read_only() -> None:
+    """Root is the plugin's one need (the kubelet's socket directory); it says so itself, and writes nowhere else."""
+    pod = _pod_spec(specs.device_plugin_daemon_set(_pool()))
+    context = pod["containers"][0]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == (0, 0, False)
+    assert context["readOnlyRootFilesystem"] is True
+    writable = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/var/lib/kubelet/device-plugins", "/tmp"}
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert parse_quantity(tmp["emptyDir"]["sizeLimit"]) <= parse_quantity("64Mi")
+
+
+@pytest.mark.parametrize("strategy", ["single", "mixed"])
+def test_mig_gets_what_nvidias_own_deployment_gives_it(strategy: str) -> None:
+    """With a MIG strategy NVIDIA's chart adds SYS_ADMIN and NVIDIA_MIG_MONITOR_DEVICES=all; without them the
+    plugin cannot enumerate MIG devices and advertises none."""
+    pool = _pool(edits={"gpuPool.devicePlugin.migStrategy": strategy})
+    container = _pod_spec(specs.device_plugin_daemon_set(pool))["containers"][0]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    # Kubernetes counts a container with SYS_ADMIN as able to escalate: the spec does not claim otherwise.
+    assert container["securityContext"]["allowPrivilegeEscalation"] is True
+    assert container["securityContext"]["privileged"] is False
+    assert {"name": "NVIDIA_MIG_MONITOR_DEVICES", "value": "all"} in container["env"]
+    assert _plugin_settings(pool)["flags"] == {"migStrategy": strategy}
+    validate_object(specs.device_plugin_daemon_set(pool))
+
+
+def test_without_mig_the_plugin_has_no_capability_and_no_mig_monitor() -> None:
+    container = _pod_spec(specs.device_plugin_daemon_set(_pool()))["containers"][0]
+    assert "add" not in container["securityContext"]["capabilities"]
+    assert all(e["name"] != "NVIDIA_MIG_MONITOR_DEVICES" for e in container["env"])
+
+
+def test_the_device_plugin_namespace_denies_all_traffic() -> None:
+    """The plugin speaks to the kubelet over a unix socket only: its namespace admits no traffic either way."""
+    pool = _pool(edits=TUNED)
+    policy = specs.device_plugin_network_policy(pool)
+    assert policy["metadata"]["namespace"] == pool.device_plugin.namespace
+    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    validate_object(policy)
+
+
 def test_the_device_plugin_reads_its_config_map() -> None:
     pool = _pool()
     daemon_set = specs.device_plugin_daemon_set(pool)
@@ -255,15 +297,23 @@ def test_the_component_registers_every_pool_object_as_its_child(prod_pool: Compo
         ("ConfigMap", "nvidia-device-plugin-config"),
         ("DaemonSet", "nvidia-device-plugin"),
         ("Namespace", "nvidia-device-plugin"),
+        ("NetworkPolicy", "default-deny"),
         ("NodePool", "gpu"),
         ("RuntimeClass", "nvidia"),
     ]
-    assert len(prod_pool.resources) == 6
+    assert len(prod_pool.resources) == 7
 
 
 def test_the_device_plugin_namespace_admits_its_host_path(prod_pool: Components[GpuNodePool]) -> None:
     labels = prod_pool.one("kubernetes:core/v1:Namespace", "nvidia-device-plugin").inputs["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_the_network_policy_waits_for_its_namespace(prod_pool: Components[GpuNodePool]) -> None:
+    namespace = prod_pool.one("kubernetes:core/v1:Namespace", "nvidia-device-plugin").urn
+    policy = prod_pool.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
+    assert policy.inputs["metadata"]["namespace"] == "nvidia-device-plugin"
+    assert namespace in prod_pool.options_of(policy.type, "default-deny").dependencies
 
 
 def test_the_daemon_set_waits_for_its_namespace_and_config(prod_pool: Components[GpuNodePool]) -> None:

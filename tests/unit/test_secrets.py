@@ -77,10 +77,15 @@ def test_only_the_secret_paths_are_secret(prod: Run) -> None:
 
 
 def test_a_stack_that_needs_no_token_does_not_carry_one() -> None:
-    run = run_stack("dev", secrets=SECRETS)
+    run = run_stack("local", secrets=SECRETS)
     for value in SECRETS.values():
         assert all(value not in json.dumps(r.inputs, default=str) for r in run.resources)
     assert not run.of_type(SECRET)
+    # dev pushes its image (the registry password) but mounts no hub token.
+    dev = run_stack("dev", secrets=SECRETS)
+    assert all(TOKEN not in json.dumps(r.inputs, default=str) for r in dev.resources)
+    assert not dev.of_type(SECRET)
+    assert dev.one(IMAGE, "minilm").secret_paths == ["registry.password"]
 
 
 def test_a_second_model_with_a_hub_token_gets_its_own_secret() -> None:

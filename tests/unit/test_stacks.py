@@ -52,6 +52,19 @@ def test_every_object_is_parented_by_a_component(run: Run) -> None:
     assert {r.type for r in run.resources if not r.custom} <= COMPONENT_TOKENS
 
 
+def test_every_container_states_its_user_and_a_read_only_root(run: Run) -> None:
+    """Every container of every workload says who it runs as, itself; only the device plugin is root."""
+    for resource in run.kubernetes_objects():
+        if resource.kind not in ("Deployment", "DaemonSet"):
+            continue
+        for container in resource.inputs["spec"]["template"]["spec"]["containers"]:
+            context = container["securityContext"]
+            assert "runAsUser" in context and "runAsGroup" in context, resource.urn
+            assert context["readOnlyRootFilesystem"] is True, resource.urn
+            if context["runAsUser"] < 10000:
+                assert resource.name == "nvidia-device-plugin", resource.urn
+
+
 def test_no_object_lands_in_the_default_namespace(run: Run) -> None:
     cluster_scoped = {"Namespace", "RuntimeClass", "NodePool"}
     for resource in run.kubernetes_objects():
@@ -77,7 +90,7 @@ def test_local_stack_graph() -> None:
         "ServiceAccount": 1,
         "Deployment": 1,
         "Service": 1,
-        "NetworkPolicy": 1,
+        "NetworkPolicy": 2,  # the model's, and the device plugin namespace's default deny
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == "rendered/local"

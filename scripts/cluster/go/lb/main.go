@@ -147,7 +147,11 @@ func updateStatus(ctx context.Context, client kubernetes.Interface, svc *corev1.
 		log.Printf("%s/%s: status update: %v", svc.Namespace, svc.Name, err) // the informer's resync retries
 		return
 	}
-	log.Printf("%s/%s: ingress %v", svc.Namespace, svc.Name, ingress)
+	ips := make([]string, 0, len(ingress))
+	for _, entry := range ingress {
+		ips = append(ips, entry.IP)
+	}
+	log.Printf("%s/%s: ingress %v", svc.Namespace, svc.Name, ips)
 }
 
 func ptr[T any](v T) *T { return &v }

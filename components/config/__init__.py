@@ -1,0 +1,83 @@
+"""Typed stack configuration and its validation.
+
+Everything under the ``model-serving:`` config namespace is declared once in :mod:`.schema` (kind, default,
+one line of docs), read by :mod:`.reader`, checked across keys by :mod:`.rules`, and documented from the same
+declarations by :mod:`.docs` (``docs/config.md`` and the component provider's input types). Mistakes raise
+one :class:`ConfigError` listing each of them with its key path (``models[1].resources.gpus``), before a
+single resource is registered.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from components.config.declare import keys, top_names
+from components.config.engines import ENGINES, Engine, EngineSpec
+from components.config.errors import ConfigError, Problem
+from components.config.kinds import DNS1123_LABEL, ENV_NAME, IMAGE_REF, LABEL_KEY, QUANTITY, parse_quantity
+from components.config.reader import parse_stack_config
+from components.config.schema import (
+    TMP_SIZE,
+    Architecture,
+    Autoscaling,
+    DevicePluginConfig,
+    GpuPoolConfig,
+    ImageBuildConfig,
+    ImageConfig,
+    KarpenterConfig,
+    Metric,
+    ModelCache,
+    ModelConfig,
+    Probes,
+    Resources,
+    Rollout,
+    ServiceConfig,
+    StackConfig,
+    StackSecrets,
+    Taint,
+)
+
+TOP_KEYS = top_names(StackConfig)
+SECRET_KEYS = tuple(k.name for k in keys(StackSecrets))
+
+
+def quantity(value: str) -> Decimal:
+    """Parse a Kubernetes quantity (for callers outside this package)."""
+    return Decimal(parse_quantity(value))
+
+
+__all__ = [
+    "DNS1123_LABEL",
+    "ENGINES",
+    "ENV_NAME",
+    "IMAGE_REF",
+    "LABEL_KEY",
+    "QUANTITY",
+    "SECRET_KEYS",
+    "TMP_SIZE",
+    "TOP_KEYS",
+    "Architecture",
+    "Autoscaling",
+    "ConfigError",
+    "DevicePluginConfig",
+    "Engine",
+    "EngineSpec",
+    "GpuPoolConfig",
+    "ImageBuildConfig",
+    "ImageConfig",
+    "KarpenterConfig",
+    "Metric",
+    "ModelCache",
+    "ModelConfig",
+    "Probes",
+    "Problem",
+    "Resources",
+    "Rollout",
+    "ServiceConfig",
+    "StackConfig",
+    "StackSecrets",
+    "Taint",
+    "parse_quantity",
+    "parse_stack_config",
+    "quantity",
+]

@@ -1,0 +1,221 @@
+"""Generated from the schema: the config reference (``docs/config.md``) and the component provider's input types
+(``provider/model_serving_types.py``). ``python -m components.config.docs --write`` rewrites both; without
+``--write`` it exits 1 when either is stale (``tests/unit/test_config_schema.py`` checks the same)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from components.config.declare import EMPTY, REQUIRED, Block, Derived, Key, keys, nested, type_name
+from components.config.engines import ENGINES
+from components.config.schema import GpuPoolConfig, ModelConfig, StackConfig, StackSecrets
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_MD = ROOT / "docs" / "config.md"
+PROVIDER_TYPES = ROOT / "provider" / "model_serving_types.py"
+COMMAND = "python -m components.config.docs --write"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f'{k}: "{v}"' for k, v in value.items()) + "}"
+    return str(value)
+
+
+def default_text(k: Key) -> str:
+    """The default as the docs print it (markdown)."""
+    if k.default is REQUIRED:
+        return "required"
+    if k.default is EMPTY:
+        return "each key's default"
+    if isinstance(k.default, Derived):
+        return k.default.doc
+    if k.default is None:
+        return k.unset or "none"
+    return f"`{_value(k.default)}`"
+
+
+def rows(cls: type, prefix: str = "") -> Iterator[tuple[str, Key]]:
+    """Every key under ``cls`` with its path relative to the block, objects before their keys."""
+    for k in keys(cls):
+        path = f"{prefix}{k.name}"
+        yield path, k
+        if isinstance(k.kind, Block):
+            yield from rows(k.kind.cls, f"{path}.")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table(entries: Sequence[tuple[str, Key]]) -> list[str]:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for path, k in entries:
+        kind = "object" if isinstance(k.kind, Block) else k.kind.doc
+        lines.append(f"| `{path}` | {_cell(kind)} | {_cell(default_text(k))} | {_cell(k.doc)} |")
+    return lines
+
+
+def config_markdown() -> str:
+    top = [(k.name, k) for k in (*keys(StackConfig), *keys(StackSecrets))]
+    engines = ["| engine | GPUs | port | liveness / readiness | `probes.modelLoadSeconds` | autoscaling metric |"]
+    engines.append("|---|---|---|---|---|---|")
+    for name, e in ENGINES.items():
+        gpus = "at least 1 (default 1)" if e.uses_gpus else "none (CPU only)"
+        metric = _value(dict(e.metric)).replace('"', "")
+        engines.append(
+            f"| `{name}` | {gpus} | {e.port} | `{e.liveness}` / `{e.readiness}` | {e.model_load_seconds} | `{metric}` |"
+        )
+    lines = [
+        f"<!-- Generated from components/config/schema.py by `{COMMAND}`: do not edit. -->",
+        "# Config reference",
+        "",
+        "Everything lives under the `model-serving:` namespace of a stack file (`stacks/Pulumi.<stack>.yaml`).",
+        "The program checks all of it before it registers a single resource. Mistakes stop it with one message",
+        "that lists every mistake, one line each, naming its key, for example",
+        "`invalid stack config: model-serving:models[0].autoscaling.maxReplicas must be >= minReplicas (got 1 < 2)`.",
+        "Unknown keys are mistakes too (typos do not pass silently). The component provider's inputs",
+        "(`ModelService`, `GpuNodePool`) are the same keys.",
+        "",
+        "## Top level",
+        "",
+        *_table(top),
+        "",
+        "## `gpuPool`",
+        "",
+        *_table(list(rows(GpuPoolConfig))),
+        "",
+        "## `models[i]`",
+        "",
+        *_table(list(rows(ModelConfig))),
+        "",
+        "## Engines",
+        "",
+        "What `models[i].engine` implies; the defaults above that say *per engine* come from here.",
+        "",
+        *engines,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- provider input types -------------------------------------------------------------------------
+
+
+def _docstring(text: str, indent: str) -> list[str]:
+    """A docstring the provider host reads (a one-line string, or adjacent strings in parentheses: one value)."""
+    text = text[0].upper() + text[1:] if text else text
+    if len(indent) + len(text) + 6 <= 120:
+        return [f'{indent}"""{text}"""']
+    text = text.replace('"', "'")  # plain string literals: no escapes
+    words = textwrap.wrap(text, 120 - len(indent) - 7, break_long_words=False, break_on_hyphens=False)
+    parts = [f"{line} " for line in words[:-1]] + words[-1:]
+    return [f"{indent}(", *(f'{indent}    "{part}"' for part in parts), f"{indent})"]
+
+
+def _field_doc(k: Key) -> str:
+    doc = k.doc.rstrip(".")
+    if k.resource_name:
+        return f"{doc}. Default: the resource name."
+    if k.required:
+        return f"{doc}."
+    return f"{doc}. Default: {default_text(k).replace('`', '')}."
+
+
+def _annotation(k: Key) -> str:
+    py = k.kind.py
+    return f"Required[{py}]" if k.required and not k.resource_name else py
+
+
+def _typed_dict(name: str, doc: str, entries: Sequence[tuple[str, str, str]]) -> list[str]:
+    lines = ["", "", f"class {name}(TypedDict, total=False):", *_docstring(doc, "    "), ""]
+    for field, annotation, field_doc in entries:
+        lines += [f"    {field}: {annotation}", *_docstring(field_doc, "    ")]
+    return lines
+
+
+def _block_types(cls: type, done: set[type], extra: Sequence[tuple[str, str, str]] = ()) -> list[str]:
+    """The TypedDict of ``cls`` after those of its nested objects (the host needs real types, defined first)."""
+    if cls in done:
+        return []
+    done.add(cls)
+    lines: list[str] = []
+    for k in keys(cls):
+        if isinstance(k.kind, Block):
+            lines += _block_types(k.kind.cls, done)
+    groups = nested(cls)
+    for head, tails in groups.items():
+        group = [k for k in keys(cls) if k.name.startswith(f"{head}.")]
+        entries = [(t, _annotation(k), _field_doc(k)) for t, k in zip(tails, group, strict=True)]
+        lines += _typed_dict(head[0].upper() + head[1:], f"The {head} keys of {type_name(cls)}.", entries)
+    entries = []
+    for k in keys(cls):
+        head = k.name.split(".")[0]
+        if head in groups:
+            if not any(e[0] == head for e in entries):
+                entries.append((head, head[0].upper() + head[1:], f"{head[0].upper() + head[1:]} of this object."))
+            continue
+        entries.append((k.name, _annotation(k), _field_doc(k)))
+    replaced = {e[0]: e for e in extra}
+    entries = [replaced.pop(e[0], e) for e in entries] + list(replaced.values())
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    return lines + _typed_dict(type_name(cls), doc, entries)
+
+
+def provider_types() -> str:
+    """``ModelService`` takes one entry of ``models``, the ``gpuPool`` it runs on and the stack's secrets (a
+    model's ``hubToken`` input is the token itself); ``GpuNodePool`` takes the ``gpuPool`` keys."""
+    secrets = [(k.name, _annotation(k), _field_doc(k)) for k in keys(StackSecrets)]
+    pool_key = next(k for k in keys(StackConfig) if k.name == "gpuPool")
+    pool_doc = f"{pool_key.doc}: give it the same block as its GpuNodePool. Default: each key's default."
+    lines = [
+        '"""Input types of the model-serving components, generated from components/config/schema.py by',
+        f"``{COMMAND}`` (do not edit). The component provider host reads these annotations and",
+        "docstrings to infer the package schema.",
+        "",
+        "No ``from __future__ import annotations``: the host needs the annotations as real types.",
+        '"""',
+        "",
+        "from typing import Any, Required, TypedDict",
+        "",
+        "import pulumi",
+    ]
+    done: set[type] = set()
+    lines += _block_types(GpuPoolConfig, done)
+    lines += _block_types(ModelConfig, done, extra=[*secrets, ("gpuPool", type_name(GpuPoolConfig), pool_doc)])
+    return "\n".join(lines) + "\n"
+
+
+def outputs() -> dict[Path, str]:
+    return {CONFIG_MD: config_markdown(), PROVIDER_TYPES: provider_types()}
+
+
+def stale() -> list[Path]:
+    return [path for path, text in outputs().items() if not path.exists() or path.read_text() != text]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.config.docs", description=__doc__)
+    parser.add_argument("--write", action="store_true", help="rewrite the generated files")
+    args = parser.parse_args(argv)
+    if args.write:
+        for path, text in outputs().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+        return 0
+    for path in stale():
+        print(f"{path.relative_to(ROOT)} is out of date: run {COMMAND}", file=sys.stderr)
+    return 1 if stale() else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

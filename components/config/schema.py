@@ -1,0 +1,414 @@
+"""The ``model-serving:`` config schema: every key declared once, with its kind, default and one line of docs.
+
+The reader (:mod:`.reader`) checks a stack's config against it, the docs table (``docs/config.md``) and the
+component provider's input types (``provider/model_serving_types.py``) are generated from it
+(:mod:`.docs`). Rules across keys live in :mod:`.rules`; defaults that depend on other keys in :mod:`.derive`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from components import sizing
+from components.config import derive
+from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Secret, computed, key
+from components.config.engines import ENGINES, Engine, EngineSpec
+from components.config.kinds import (
+    DURATION,
+    ENV_NAME,
+    LABEL_KEY,
+    Choice,
+    DnsLabel,
+    Flag,
+    ImageRef,
+    Int,
+    LabelKey,
+    Number,
+    Patch,
+    Quantity,
+    StringMap,
+    Strings,
+    Text,
+    check_cidr,
+    check_dns_label,
+    check_image,
+    check_memory_size,
+    one_of,
+)
+
+_key = key
+TMP_SIZE = "2Gi"  # the writable /tmp emptyDir of every model pod
+
+# Namespaces a stack or a model must not take over.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _stack_namespace(value: str) -> str | None:
+    message = check_dns_label(value)
+    if message is None and value in SYSTEM_NAMESPACES:
+        message = f"must not be a system namespace (got {value!r})"
+    return message
+
+
+def _model_namespace(value: str) -> str | None:
+    message = check_dns_label(value)
+    if message is None and (value == "default" or value.startswith("kube-")):
+        message = f"must not be a system namespace (got {value!r})"
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# gpuPool
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Taint:
+    """The taint that keeps other pods off GPU nodes; GPU pods tolerate it."""
+
+    # (``_key``: the field ``key`` hides the function in the class body.)
+    key: str = _key(LabelKey(), "nvidia.com/gpu", "taint key")
+    value: str = _key(Text(), "present", "taint value")
+    effect: str = _key(Choice(("NoSchedule", "PreferNoSchedule", "NoExecute")), "NoSchedule", "taint effect")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevicePluginConfig:
+    """The NVIDIA device plugin DaemonSet that advertises the GPUs."""
+
+    type_name: ClassVar[str] = "DevicePlugin"
+    enabled: bool = key(Flag(), True, "deploy it; false where the cluster already runs one")
+    # Pinned by digest: the plugin runs as root on every GPU node.
+    image: str = key(
+        ImageRef(),
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+        "@sha256:af31e2b7c7f89834c4e5219860def7ac2e49a207b3d4e8610d5a26772b7738e5",
+        "the plugin image, pinned: it runs as root on every GPU node",
+    )
+    namespace: str = key(
+        DnsLabel(), "nvidia-device-plugin", "its namespace (pod security `privileged`: it needs a hostPath)"
+    )
+    time_slicing_replicas: int = key(Int(1, 64), 1, "time-slicing: pods per physical GPU (1 = off)")
+    mig_strategy: str = key(Choice(("none", "single", "mixed")), "none", "MIG strategy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KarpenterConfig:
+    """A Karpenter NodePool for GPU nodes (needs gpuBudget, its limit)."""
+
+    type_name: ClassVar[str] = "Karpenter"
+    node_class_group: str = key(Text(), "karpenter.k8s.aws", "API group of the node class", name="nodeClassRef.group")
+    node_class_kind: str = key(Text(), "EC2NodeClass", "kind of the node class", name="nodeClassRef.kind")
+    node_class_name: str = key(DnsLabel(), "gpu", "the node class the NodePool launches from", name="nodeClassRef.name")
+    instance_types: tuple[str, ...] = key(Strings(), (), "allowed instance types (this or `gpuProducts` is required)")
+    gpu_products: tuple[str, ...] = key(
+        Strings(), (), "allowed GPU names (`karpenter.k8s.aws/instance-gpu-name`, e.g. `h100`)"
+    )
+    capacity_types: tuple[str, ...] = key(
+        Strings(check=one_of(("on-demand", "spot", "reserved"))),
+        ("on-demand",),
+        "`on-demand`, `spot` or `reserved` (an empty list: the default)",
+    )
+    consolidation_policy: str = key(
+        Choice(("WhenEmpty", "WhenEmptyOrUnderutilized")), "WhenEmpty", "which nodes Karpenter may consolidate"
+    )
+    consolidate_after: str = key(Text("duration", pattern=DURATION), "30m", "how long a node idles before that")
+    disruption_budget_nodes: str = key(
+        Text("count or %", pattern=re.compile(r"^[0-9]+$|^(100|[1-9]?[0-9])%$")),
+        "10%",
+        "nodes Karpenter may disrupt at once",
+    )
+    expire_after: str = key(Text("duration", pattern=DURATION), "720h", "node lifetime before replacement")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPoolConfig:
+    """The stack's GPU node pool: how GPU nodes are provided and how workloads land on them."""
+
+    type_name: ClassVar[str] = "GpuPool"
+    name: str = key(DnsLabel(), "gpu", "name of the Karpenter NodePool", resource_name=True)
+    gpu_resource_name: str = key(
+        LabelKey("resource name"), "nvidia.com/gpu", "extended resource the device plugin advertises"
+    )
+    node_selector: Mapping[str, str] = key(
+        StringMap(LABEL_KEY),
+        {"nvidia.com/gpu.present": "true"},
+        "labels of GPU nodes (Karpenter nodes get them from the NodePool template)",
+    )
+    taint: Taint = key(Block(Taint), EMPTY, "the taint keeping other pods off GPU nodes")
+    runtime_class: str = key(DnsLabel(), "nvidia", "RuntimeClass (handler `nvidia`) GPU pods use")
+    gpu_budget: int | None = key(
+        Int(1),
+        None,
+        "GPUs the pool may hold; the models' peak `(maxReplicas + maxSurge) × gpus` must fit",
+        unset="none (required with `karpenter`)",
+    )
+    gpu_memory: str = key(
+        Text("size", check=check_memory_size), "80Gi", "memory of one GPU, for sizing models from their architecture"
+    )
+    device_plugin: DevicePluginConfig = key(Block(DevicePluginConfig), EMPTY, "the NVIDIA device plugin")
+    karpenter: KarpenterConfig | None = key(Block(KarpenterConfig), None, "a Karpenter NodePool for the GPU nodes")
+
+
+# ---------------------------------------------------------------------------------------------
+# models[i]
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageBuildConfig:
+    """Build the model server image with Docker (needs the docker provider plugin)."""
+
+    type_name: ClassVar[str] = "ImageBuild"
+    image_name: str = key(ImageRef(), REQUIRED, "name (and tag) to build")
+    context: str = key(Text("path"), "app", "build context")
+    dockerfile: str = key(Text("path"), "app/Dockerfile", "Dockerfile")
+    args: Mapping[str, str] = key(StringMap(ENV_NAME), {}, "build arguments (e.g. `MODEL_DIR`)")
+    platform: str = key(Choice(("linux/amd64", "linux/arm64")), "linux/amd64", "target platform")
+    cache_from: tuple[str, ...] = key(Strings("list of refs", check_image), (), "cache sources")
+    push: bool = key(Flag(), False, "push; the image reference becomes the pushed digest")
+    registry_server: str | None = key(
+        Text(), None, "registry to log in to for pushes (password: secret `registryPassword`)", name="registry.server"
+    )
+    registry_username: str | None = key(Text(), None, "user of that registry", name="registry.username")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageConfig:
+    """Exactly one of ref (a prebuilt image: a tag other than latest, or a digest) or build."""
+
+    type_name: ClassVar[str] = "Image"
+    ref: str | None = key(ImageRef(), None, "prebuilt image; a tag other than `latest` or a digest is required")
+    build: ImageBuildConfig | None = key(Block(ImageBuildConfig), None, "build the image from a Docker context")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
+    """A model's shape, from which GPUs, memory, /dev/shm and vLLM arguments are derived (GPU engines)."""
+
+    params: float = key(Number(0, 1e13), REQUIRED, "parameter count, e.g. `8.03e9`")
+    layers: int = key(Int(1, 1000), REQUIRED, "hidden layers")
+    heads: int = key(Int(1, 1024), REQUIRED, "attention heads")
+    kv_heads: int = key(Int(1, 1024), REQUIRED, "key/value heads (fewer than heads with GQA)")
+    head_dim: int = key(Int(1, 4096), REQUIRED, "dimension of one head")
+    dtype: str = key(Choice(tuple(sizing.DTYPE_BYTES)), "bf16", "weight dtype")
+    max_model_len: int = key(Int(16, 10_000_000), 4096, "longest sequence served (`--max-model-len`)")
+    max_num_seqs: int = key(Int(1, 100_000), 16, "sequences served at once (`--max-num-seqs`)")
+    gpu_memory_utilization: float = key(
+        Number(0.05, 1), 0.9, "share of GPU memory vLLM may use (`--gpu-memory-utilization`)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    """Per pod; requests equal limits."""
+
+    cpu: str = key(Quantity(), "4", "CPU")
+    memory: str = key(Quantity(), derive.MEMORY_DEFAULT, "memory")
+    ephemeral_storage: str = key(Quantity(), "10Gi", "ephemeral storage: `/tmp`, an emptyDir model cache, logs")
+    gpus: int = key(Int(0, 16), derive.GPUS, "whole GPUs per pod, in limits and requests")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probes:
+    """How long the model may take to load, and how often the startup probe asks."""
+
+    model_load_seconds: int = key(
+        Int(10, 4 * 3600), derive.engine_default("model_load_seconds"), "startup budget for loading the model"
+    )
+    period_seconds: int = key(Int(1, 300), 10, "startup probe period")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCache:
+    """Where the model hub cache (/cache) lives."""
+
+    type: str = key(Choice(("emptyDir", "pvc")), "emptyDir", "an emptyDir, or a PVC that outlives the pods")
+    size: str = key(Quantity(), "8Gi", f"its size; an emptyDir plus {TMP_SIZE} of `/tmp` must fit ephemeralStorage")
+    storage_class: str | None = key(Text(), None, "the PVC's storage class", unset="the cluster's default")
+    access_mode: str = key(
+        Choice(("ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany")),
+        "ReadWriteOnce",
+        "the PVC's; `ReadWriteMany` or `ReadOnlyMany` when several pods share it",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric:
+    """What the HPA scales on."""
+
+    type: str = key(Choice(("cpu", "pods", "external")), "cpu", "a resource, a per-pod or an external metric")
+    target_utilization: int = key(Int(1, 100), 70, "for `cpu`: target average utilization (%)")
+    name: str | None = key(
+        Text(pattern=re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")),
+        None,
+        "for `pods` / `external` (required): the metric, e.g. from prometheus-adapter",
+    )
+    target_average_value: str | None = key(Quantity(), None, "for `pods` (required): target average per pod")
+    target_value: str | None = key(Quantity(), None, "for `external` (required): target value")
+    selector: Mapping[str, str] = key(StringMap(LABEL_KEY), {}, "for `pods` / `external`: metric label selector")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    """A HorizontalPodAutoscaler owns the replica count."""
+
+    min_replicas: int = key(Int(1, 1000), 1, "HPA lower bound")
+    max_replicas: int = key(Int(1, 1000), REQUIRED, "HPA upper bound (`>= minReplicas`)")
+    metric: Metric = key(Block(Metric), derive.engine_default("metric"), "what the HPA scales on")
+    scale_up_window_seconds: int = key(Int(0, 3600), 0, "scale-up stabilization window")
+    scale_down_window_seconds: int = key(Int(0, 3600), 600, "scale-down stabilization window")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """How a new version replaces the pods."""
+
+    max_surge: int = key(Int(0, 100), 0, "extra pods during a rollout; 0 never asks for a GPU the pool lacks")
+    max_unavailable: int = key(Int(0, 100), 1, "pods a rollout may take down; not 0 when maxSurge is 0")
+    progress_deadline_seconds: int | None = key(
+        Int(30),
+        None,
+        "a rollout making no progress this long fails (`up` reports the pods' reasons)",
+        unset="`probes.modelLoadSeconds` + 900, at least 600",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """The model's Service and the NetworkPolicy admitting its port."""
+
+    type_name: ClassVar[str] = "Service"
+    type: str = key(Choice(("LoadBalancer", "ClusterIP", "NodePort")), "LoadBalancer", "Service type")
+    port: int = key(Int(1, 65535), 80, "Service port")
+    annotations: Mapping[str, str] = key(StringMap(LABEL_KEY), {}, "e.g. an internal-load-balancer annotation")
+    source_ranges: tuple[str, ...] = key(
+        Strings("CIDRs", check_cidr), (), "`loadBalancerSourceRanges` (type LoadBalancer only)"
+    )
+    external_traffic_policy: str = key(Choice(("Local", "Cluster")), "Local", "`Local` keeps client IPs")
+    session_affinity: str = key(Choice(("None", "ClientIP")), "None", "sticky clients")
+    allow_from: tuple[str, ...] = key(
+        Strings("CIDRs", check_cidr), (), "NetworkPolicy sources admitted to the serving port (`[]`: anywhere)"
+    )
+
+
+# What the program sets on the server container: never patched, or never removed by a patch.
+PATCH_FIXED = ("name", "image")
+PATCH_KEPT = ("resources", "securityContext", "startupProbe", "readinessProbe", "livenessProbe")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """One entry of the stack config's models list."""
+
+    type_name: ClassVar[str] = "ModelServiceArgs"
+    name: str = key(DnsLabel(), REQUIRED, "model name; names the namespace suffix and every object", resource_name=True)
+    namespace: str = key(Text("DNS label", check=_model_namespace), derive.NAMESPACE, "the model's own namespace")
+    engine: Engine = key(
+        Choice(tuple(ENGINES)), "server", "; ".join(f"`{name}`: {e.doc}" for name, e in ENGINES.items())
+    )
+    model_id: str = key(Text(), REQUIRED, "hub id of the model (`--model` for vLLM, `MODEL_ID` for the server)")
+    model_dir: str | None = key(
+        Text("absolute path", pattern=re.compile(r"^/[^\0]*$")),
+        None,
+        "where the image holds the model's files (`MODEL_DIR`); `server` images bake them in (build arg `MODEL_DIR`)",
+        unset="the hub cache under `/cache`",
+    )
+    image: ImageConfig = key(Block(ImageConfig), REQUIRED, "the server image", override=derive.image_override)
+    architecture: Architecture | None = key(
+        Block(Architecture), None, "the model's shape, for GPU engines (README: GPU sizing)"
+    )
+    sizing: sizing.SizingResult | None = computed(derive.size)
+    resources: Resources = key(Block(Resources), EMPTY, "per pod; requests equal limits")
+    port: int = key(Int(1, 65535), derive.engine_default("port"), "container port (named `http`)")
+    args: tuple[str, ...] = key(Strings(), (), "extra container args")
+    env: Mapping[str, str] = key(StringMap(ENV_NAME), {}, "extra environment variables")
+    replicas: int = key(Int(1, 1000), 1, "fixed replica count (not with `autoscaling`)")
+    probes: Probes = key(Block(Probes), EMPTY, "startup probe budget")
+    cache: ModelCache = key(Block(ModelCache), EMPTY, "the model hub cache", name="modelCache")
+    shm_size: str = key(Quantity(), derive.SHM_DEFAULT, "`/dev/shm`: a memory-backed emptyDir")
+    hub_token: bool = key(Flag(), False, "mount the `hubToken` secret as `/var/run/secrets/model-hub/token`")
+    autoscaling: Autoscaling | None = key(Block(Autoscaling), None, "an HPA instead of a fixed replica count")
+    rollout: Rollout = key(Block(Rollout), EMPTY, "rolling update bounds")
+    service: ServiceConfig = key(Block(ServiceConfig), EMPTY, "the model's Service")
+    # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the config does not
+    # cover. null deletes a key; the policy pack still checks the result.
+    container_patch: Mapping[str, Any] = key(
+        Patch(PATCH_FIXED, PATCH_KEPT, "the container keeps its resources, probes and security context"),
+        {},
+        "JSON merge patch over the server container for fields the config lacks; it may not set "
+        "name or image, nor remove resources, probes or the security context",
+    )
+
+    @property
+    def engine_spec(self) -> EngineSpec:
+        return ENGINES[self.engine]
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling else self.replicas
+
+    @property
+    def peak_gpus(self) -> int:
+        """GPUs the model may hold at once: every replica the HPA may run, plus the pods a rollout surges."""
+        return (self.max_replicas + self.rollout.max_surge) * self.resources.gpus
+
+    @property
+    def min_replicas(self) -> int:
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
+
+    @property
+    def liveness_path(self) -> str:
+        return self.engine_spec.liveness
+
+    @property
+    def readiness_path(self) -> str:
+        return self.engine_spec.readiness
+
+
+# ---------------------------------------------------------------------------------------------
+# Top level
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Everything under the ``model-serving:`` config namespace but the secrets."""
+
+    namespace: str = key(
+        Text("DNS label", check=_stack_namespace),
+        "models",
+        "prefix of the model namespaces: model `m` lives in `<namespace>-m`; never `default` or `kube-*`",
+    )
+    render_directory: str | None = key(
+        Text("path"), None, "render manifests there instead of applying (`local`: `rendered/local`)"
+    )
+    kubeconfig: str | None = key(
+        Text("path"),
+        None,
+        "kubeconfig file to deploy with, relative to the project (`e2e`: `.cluster/kubeconfig`)",
+        unset="`KUBECONFIG`, else ~/.kube/config",
+    )
+    kube_context: str | None = key(Text(), None, "the kubeconfig context to deploy to", unset="kubeconfig's current")
+    gpu_pool: GpuPoolConfig = key(Block(GpuPoolConfig), EMPTY, "the shared GPU node pool", name="gpuPool")
+    image_ref_override: str | None = key(
+        ImageRef(),
+        None,
+        "test/CI only: every model's image becomes this prebuilt reference (previews without a Docker engine)",
+    )
+    models: tuple[ModelConfig, ...] = key(BlockList(ModelConfig, "models"), REQUIRED, "the models to serve")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackSecrets:
+    """Secrets: set with ``pulumi config set --secret``, never written in clear; the program reads them."""
+
+    hub_token: str | None = key(
+        Secret(),
+        None,
+        "model-hub token, mounted as a file into models that set `hubToken: true` (ModelService: when given)",
+    )
+    registry_password: str | None = key(Secret(), None, "password of `image.build.registry`, for pushes")

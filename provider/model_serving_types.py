@@ -1,0 +1,332 @@
+"""Input types of the model-serving components, generated from components/config/schema.py by
+``python -m components.config.docs --write`` (do not edit). The component provider host reads these annotations and
+docstrings to infer the package schema.
+
+No ``from __future__ import annotations``: the host needs the annotations as real types.
+"""
+
+from typing import Any, Required, TypedDict
+
+import pulumi
+
+
+class Taint(TypedDict, total=False):
+    """The taint that keeps other pods off GPU nodes; GPU pods tolerate it."""
+
+    key: str
+    """Taint key. Default: nvidia.com/gpu."""
+    value: str
+    """Taint value. Default: present."""
+    effect: str
+    """Taint effect. Default: NoSchedule."""
+
+
+class DevicePlugin(TypedDict, total=False):
+    """The NVIDIA device plugin DaemonSet that advertises the GPUs."""
+
+    enabled: bool
+    """Deploy it; false where the cluster already runs one. Default: true."""
+    image: str
+    (
+        "The plugin image, pinned: it runs as root on every GPU node. Default: "
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.1@sha256:af31e2b7c7f89834c4e5219860def7ac2e49a207b3d4e8610d5a26772b7738e5."
+    )
+    namespace: str
+    """Its namespace (pod security `privileged`: it needs a hostPath). Default: nvidia-device-plugin."""
+    timeSlicingReplicas: int
+    """Time-slicing: pods per physical GPU (1 = off). Default: 1."""
+    migStrategy: str
+    """MIG strategy. Default: none."""
+
+
+class NodeClassRef(TypedDict, total=False):
+    """The nodeClassRef keys of Karpenter."""
+
+    group: str
+    """API group of the node class. Default: karpenter.k8s.aws."""
+    kind: str
+    """Kind of the node class. Default: EC2NodeClass."""
+    name: str
+    """The node class the NodePool launches from. Default: gpu."""
+
+
+class Karpenter(TypedDict, total=False):
+    """A Karpenter NodePool for GPU nodes (needs gpuBudget, its limit)."""
+
+    nodeClassRef: NodeClassRef
+    """NodeClassRef of this object."""
+    instanceTypes: list[str]
+    """Allowed instance types (this or `gpuProducts` is required). Default: []."""
+    gpuProducts: list[str]
+    """Allowed GPU names (`karpenter.k8s.aws/instance-gpu-name`, e.g. `h100`). Default: []."""
+    capacityTypes: list[str]
+    """`on-demand`, `spot` or `reserved` (an empty list: the default). Default: [on-demand]."""
+    consolidationPolicy: str
+    """Which nodes Karpenter may consolidate. Default: WhenEmpty."""
+    consolidateAfter: str
+    """How long a node idles before that. Default: 30m."""
+    disruptionBudgetNodes: str
+    """Nodes Karpenter may disrupt at once. Default: 10%."""
+    expireAfter: str
+    """Node lifetime before replacement. Default: 720h."""
+
+
+class GpuPool(TypedDict, total=False):
+    """The stack's GPU node pool: how GPU nodes are provided and how workloads land on them."""
+
+    name: str
+    """Name of the Karpenter NodePool. Default: the resource name."""
+    gpuResourceName: str
+    """Extended resource the device plugin advertises. Default: nvidia.com/gpu."""
+    nodeSelector: dict[str, str]
+    (
+        "Labels of GPU nodes (Karpenter nodes get them from the NodePool template). Default: {nvidia.com/gpu.present: "
+        "'true'}."
+    )
+    taint: Taint
+    """The taint keeping other pods off GPU nodes. Default: each key's default."""
+    runtimeClass: str
+    """RuntimeClass (handler `nvidia`) GPU pods use. Default: nvidia."""
+    gpuBudget: int
+    (
+        "GPUs the pool may hold; the models' peak `(maxReplicas + maxSurge) × gpus` must fit. Default: none (required "
+        "with karpenter)."
+    )
+    gpuMemory: str
+    """Memory of one GPU, for sizing models from their architecture. Default: 80Gi."""
+    devicePlugin: DevicePlugin
+    """The NVIDIA device plugin. Default: each key's default."""
+    karpenter: Karpenter
+    """A Karpenter NodePool for the GPU nodes. Default: none."""
+
+
+class Registry(TypedDict, total=False):
+    """The registry keys of ImageBuild."""
+
+    server: str
+    """Registry to log in to for pushes (password: secret `registryPassword`). Default: none."""
+    username: str
+    """User of that registry. Default: none."""
+
+
+class ImageBuild(TypedDict, total=False):
+    """Build the model server image with Docker (needs the docker provider plugin)."""
+
+    imageName: Required[str]
+    """Name (and tag) to build."""
+    context: str
+    """Build context. Default: app."""
+    dockerfile: str
+    """Dockerfile. Default: app/Dockerfile."""
+    args: dict[str, str]
+    """Build arguments (e.g. `MODEL_DIR`). Default: {}."""
+    platform: str
+    """Target platform. Default: linux/amd64."""
+    cacheFrom: list[str]
+    """Cache sources. Default: []."""
+    push: bool
+    """Push; the image reference becomes the pushed digest. Default: false."""
+    registry: Registry
+    """Registry of this object."""
+
+
+class Image(TypedDict, total=False):
+    """Exactly one of ref (a prebuilt image: a tag other than latest, or a digest) or build."""
+
+    ref: str
+    """Prebuilt image; a tag other than `latest` or a digest is required. Default: none."""
+    build: ImageBuild
+    """Build the image from a Docker context. Default: none."""
+
+
+class Architecture(TypedDict, total=False):
+    """A model's shape, from which GPUs, memory, /dev/shm and vLLM arguments are derived (GPU engines)."""
+
+    params: Required[float]
+    """Parameter count, e.g. `8.03e9`."""
+    layers: Required[int]
+    """Hidden layers."""
+    heads: Required[int]
+    """Attention heads."""
+    kvHeads: Required[int]
+    """Key/value heads (fewer than heads with GQA)."""
+    headDim: Required[int]
+    """Dimension of one head."""
+    dtype: str
+    """Weight dtype. Default: bf16."""
+    maxModelLen: int
+    """Longest sequence served (`--max-model-len`). Default: 4096."""
+    maxNumSeqs: int
+    """Sequences served at once (`--max-num-seqs`). Default: 16."""
+    gpuMemoryUtilization: float
+    """Share of GPU memory vLLM may use (`--gpu-memory-utilization`). Default: 0.9."""
+
+
+class Resources(TypedDict, total=False):
+    """Per pod; requests equal limits."""
+
+    cpu: str
+    """CPU. Default: 4."""
+    memory: str
+    """Memory. Default: 16Gi; with an architecture, from sizing."""
+    ephemeralStorage: str
+    """Ephemeral storage: `/tmp`, an emptyDir model cache, logs. Default: 10Gi."""
+    gpus: int
+    (
+        "Whole GPUs per pod, in limits and requests. Default: 0 for server, 1 for vllm; with an architecture, from "
+        "sizing."
+    )
+
+
+class Probes(TypedDict, total=False):
+    """How long the model may take to load, and how often the startup probe asks."""
+
+    modelLoadSeconds: int
+    """Startup budget for loading the model. Default: server: 600; vllm: 1800."""
+    periodSeconds: int
+    """Startup probe period. Default: 10."""
+
+
+class ModelCache(TypedDict, total=False):
+    """Where the model hub cache (/cache) lives."""
+
+    type: str
+    """An emptyDir, or a PVC that outlives the pods. Default: emptyDir."""
+    size: str
+    """Its size; an emptyDir plus 2Gi of `/tmp` must fit ephemeralStorage. Default: 8Gi."""
+    storageClass: str
+    """The PVC's storage class. Default: the cluster's default."""
+    accessMode: str
+    """The PVC's; `ReadWriteMany` or `ReadOnlyMany` when several pods share it. Default: ReadWriteOnce."""
+
+
+class Metric(TypedDict, total=False):
+    """What the HPA scales on."""
+
+    type: str
+    """A resource, a per-pod or an external metric. Default: cpu."""
+    targetUtilization: int
+    """For `cpu`: target average utilization (%). Default: 70."""
+    name: str
+    """For `pods` / `external` (required): the metric, e.g. from prometheus-adapter. Default: none."""
+    targetAverageValue: str
+    """For `pods` (required): target average per pod. Default: none."""
+    targetValue: str
+    """For `external` (required): target value. Default: none."""
+    selector: dict[str, str]
+    """For `pods` / `external`: metric label selector. Default: {}."""
+
+
+class Autoscaling(TypedDict, total=False):
+    """A HorizontalPodAutoscaler owns the replica count."""
+
+    minReplicas: int
+    """HPA lower bound. Default: 1."""
+    maxReplicas: Required[int]
+    """HPA upper bound (`>= minReplicas`)."""
+    metric: Metric
+    (
+        "What the HPA scales on. Default: server: {type: cpu}; vllm: {type: pods, name: vllm:num_requests_waiting, "
+        "targetAverageValue: '5'}."
+    )
+    scaleUpWindowSeconds: int
+    """Scale-up stabilization window. Default: 0."""
+    scaleDownWindowSeconds: int
+    """Scale-down stabilization window. Default: 600."""
+
+
+class Rollout(TypedDict, total=False):
+    """How a new version replaces the pods."""
+
+    maxSurge: int
+    """Extra pods during a rollout; 0 never asks for a GPU the pool lacks. Default: 0."""
+    maxUnavailable: int
+    """Pods a rollout may take down; not 0 when maxSurge is 0. Default: 1."""
+    progressDeadlineSeconds: int
+    (
+        "A rollout making no progress this long fails (`up` reports the pods' reasons). Default: "
+        "probes.modelLoadSeconds + 900, at least 600."
+    )
+
+
+class Service(TypedDict, total=False):
+    """The model's Service and the NetworkPolicy admitting its port."""
+
+    type: str
+    """Service type. Default: LoadBalancer."""
+    port: int
+    """Service port. Default: 80."""
+    annotations: dict[str, str]
+    """E.g. an internal-load-balancer annotation. Default: {}."""
+    sourceRanges: list[str]
+    """`loadBalancerSourceRanges` (type LoadBalancer only). Default: []."""
+    externalTrafficPolicy: str
+    """`Local` keeps client IPs. Default: Local."""
+    sessionAffinity: str
+    """Sticky clients. Default: None."""
+    allowFrom: list[str]
+    """NetworkPolicy sources admitted to the serving port (`[]`: anywhere). Default: []."""
+
+
+class ModelServiceArgs(TypedDict, total=False):
+    """One entry of the stack config's models list."""
+
+    name: str
+    """Model name; names the namespace suffix and every object. Default: the resource name."""
+    namespace: str
+    """The model's own namespace. Default: <namespace>-<name>."""
+    engine: str
+    (
+        "`server`: the project's image (`app/`): a CPU-bound encoder; `vllm`: vLLM's OpenAI server on GPUs (args from "
+        "sizing, probes on `/health`). Default: server."
+    )
+    modelId: Required[str]
+    """Hub id of the model (`--model` for vLLM, `MODEL_ID` for the server)."""
+    modelDir: str
+    (
+        "Where the image holds the model's files (`MODEL_DIR`); `server` images bake them in (build arg `MODEL_DIR`). "
+        "Default: the hub cache under /cache."
+    )
+    image: Required[Image]
+    """The server image."""
+    architecture: Architecture
+    """The model's shape, for GPU engines (README: GPU sizing). Default: none."""
+    resources: Resources
+    """Per pod; requests equal limits. Default: each key's default."""
+    port: int
+    """Container port (named `http`). Default: 8000 (every engine)."""
+    args: list[str]
+    """Extra container args. Default: []."""
+    env: dict[str, str]
+    """Extra environment variables. Default: {}."""
+    replicas: int
+    """Fixed replica count (not with `autoscaling`). Default: 1."""
+    probes: Probes
+    """Startup probe budget. Default: each key's default."""
+    modelCache: ModelCache
+    """The model hub cache. Default: each key's default."""
+    shmSize: str
+    (
+        "`/dev/shm`: a memory-backed emptyDir. Default: 1Gi (8Gi for more than one GPU); with an architecture, from "
+        "sizing."
+    )
+    hubToken: pulumi.Input[str]
+    (
+        "Model-hub token, mounted as a file into models that set `hubToken: true` (ModelService: when given). Default: "
+        "none."
+    )
+    autoscaling: Autoscaling
+    """An HPA instead of a fixed replica count. Default: none."""
+    rollout: Rollout
+    """Rolling update bounds. Default: each key's default."""
+    service: Service
+    """The model's Service. Default: each key's default."""
+    containerPatch: Any
+    (
+        "JSON merge patch over the server container for fields the config lacks; it may not set name or image, nor "
+        "remove resources, probes or the security context. Default: {}."
+    )
+    registryPassword: pulumi.Input[str]
+    """Password of `image.build.registry`, for pushes. Default: none."""
+    gpuPool: GpuPool
+    """The shared GPU node pool: give it the same block as its GpuNodePool. Default: each key's default."""
