@@ -41,25 +41,13 @@ mod_dir() { mod_json "$1" | json_field Dir; }
 mod_gomod() { mod_json "$1" | json_field GoMod; }
 
 # replaces GO.MOD: its replace directives whose target is a module (not a ../local path), one a line.
-replaces() {
-	awk '
-		/^replace[ \t]*\([ \t]*$/ { block = 1; next }
-		block && /^[ \t]*\)/ { block = 0; next }
-		block { line = $0 }
-		!block && /^replace[ \t]/ { line = $0; sub(/^replace[ \t]+/, "", line) }
-		{
-			sub(/[ \t]*\/\/.*$/, "", line); gsub(/^[ \t]+|[ \t]+$/, "", line)
-			if (line ~ /=>/) {
-				split(line, parts, "=>"); target = parts[2]; gsub(/^[ \t]+/, "", target)
-				if (target !~ /^[.\/]/) print "replace " line
-			}
-			line = ""
-		}' "$1"
-}
+replaces() { replace_directives "$1" module; }
 
 # local_replaces GO.MOD: the modules GO.MOD replaces with a local path (staging modules), one a line.
-local_replaces() {
-	awk '
+local_replaces() { replace_directives "$1" local; }
+
+replace_directives() {
+	awk -v want="$2" '
 		/^replace[ \t]*\([ \t]*$/ { block = 1; next }
 		block && /^[ \t]*\)/ { block = 0; next }
 		block { line = $0 }
@@ -69,7 +57,8 @@ local_replaces() {
 			if (line ~ /=>/) {
 				split(line, parts, "=>"); target = parts[2]; gsub(/^[ \t]+/, "", target)
 				source = parts[1]; gsub(/[ \t].*$/, "", source)
-				if (target ~ /^[.\/]/) print source
+				if (want == "local" && target ~ /^[.\/]/) print source
+				if (want == "module" && target !~ /^[.\/]/) print "replace " line
 			}
 			line = ""
 		}' "$1"
