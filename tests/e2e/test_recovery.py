@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 from tests.e2e.conftest import Kube, new_stack, wait_until
 from tests.project import Project, restore_sigint
@@ -24,6 +26,22 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
     return found
 
 
+def _descendants(root: int) -> list[int]:
+    """The processes started by ``root``, transitively (from /proc: each process's parent)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, hub_token: str) -> None:
     stack = new_stack(e2e_project, "e2e", secrets={"hubToken": hub_token})
     up = subprocess.Popen(
@@ -31,7 +49,6 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
         env=e2e_project.environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill reaches the CLI, its plugins and the program
         preexec_fn=restore_sigint,
     )
     try:
@@ -39,7 +56,11 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
             "the update to create its first model namespace", lambda: kube.exists("namespace", "e2e-llama"), 300, 0.2
         )
     finally:
-        os.killpg(up.pid, signal.SIGKILL)
+        # Everything the update started dies at once, as on a lost machine: make, the CLI, the program and the
+        # provider plugins, which run in sessions of their own (so a kill of the process group misses them).
+        for pid in [up.pid, *_descendants(up.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         up.wait(timeout=30)
 
     pending = stack.export()["deployment"].get("pending_operations") or []
