@@ -10,7 +10,8 @@
 # tools_dir ROOT: make ROOT/.tools point into the cache if it does not exist yet; print its path.
 tools_dir() {
 	local root=$1 cache
-	cache="${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/model-serving}"
+	local home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}" # HOME may be unset under CI runners
+	cache="${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$home/.cache}/model-serving}"
 	if [[ ! -e "$root/.tools" && ! -L "$root/.tools" ]]; then
 		mkdir -p "$cache/tools"
 		ln -s "$cache/tools" "$root/.tools"
