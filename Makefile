@@ -19,7 +19,7 @@ export PULUMI_BACKEND_URL ?= file://$(ROOT)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= model-serving-local
 POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-config policy/config/$(STACK).json,)
 
-.PHONY: help venv pulumi pulumi-cmd state up preview destroy test unit lint image-test bench clean
+.PHONY: help venv pulumi pulumi-cmd state up preview destroy recover test unit lint image-test bench clean
 
 help:
 	@echo "make up          pulumi up of the local stack (renders manifests to rendered/local/)"
@@ -27,6 +27,7 @@ help:
 	@echo "make preview STACK=dev|prod   pulumi preview with the policy pack"
 	@echo "make cluster-up | cluster-down | cluster-status   the local Kubernetes (kubeconfig .cluster/kubeconfig)"
 	@echo "make e2e         end-to-end tests: up/update/refresh/destroy of real stacks on the local cluster"
+	@echo "make recover STACK=…   after an interrupted up: lock, pending operations, refresh (then make up)"
 	@echo "make lint | unit | image-test | bench | destroy STACK=… | clean"
 
 # The venv is rebuilt only when a requirement file changes.
@@ -64,6 +65,13 @@ preview: venv pulumi state
 
 destroy: venv pulumi state
 	pulumi destroy --yes --stack $(STACK) $(DESTROY_ARGS)
+
+# After an interrupted `pulumi up` (README, "An interrupted up"): release the dead run's lock, remove the metadata
+# sidecars (*.attrs) a kill can leave empty in the file backend, drop the pending operations and re-read the cluster.
+recover: venv pulumi state
+	$(if $(filter file://%,$(PULUMI_BACKEND_URL)),find $(patsubst file://%,%,$(PULUMI_BACKEND_URL)) -name '*.attrs' -empty -delete,true)
+	pulumi cancel --yes --stack $(STACK) || true # no lock is left when the run died before taking one
+	pulumi refresh --yes --clear-pending-creates --skip-preview --stack $(STACK)
 
 # Any pulumi command with this Makefile's offline environment: make pulumi-cmd ARGS="stack ls".
 pulumi-cmd: state
