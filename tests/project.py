@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.config import stack_file_config
 from tests.harness import ROOT
 
 COPIED = ["Pulumi.yaml", "__main__.py", "Makefile", "components", "stacks", "policy", "scripts", "app"]
@@ -87,9 +88,7 @@ class Project:
 
     def config(self, stack: str) -> dict[str, Any]:
         """The copy's ``model-serving:`` config of ``stack``, keys without the namespace."""
-        data = yaml.safe_load(self.stack_file(stack).read_text())
-        prefix = "model-serving:"
-        return {k.removeprefix(prefix): v for k, v in data["config"].items() if k.startswith(prefix)}
+        return stack_file_config(self.stack_file(stack))
 
 
 def copy_project(path: Path) -> Project:

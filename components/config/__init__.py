@@ -15,7 +15,7 @@ from components.config.declare import keys, top_names
 from components.config.engines import ENGINES, Engine, EngineSpec
 from components.config.errors import ConfigError, Problem
 from components.config.kinds import DNS1123_LABEL, ENV_NAME, IMAGE_REF, LABEL_KEY, QUANTITY, parse_quantity
-from components.config.reader import parse_stack_config
+from components.config.reader import parse_stack_config, stack_file_config
 from components.config.schema import (
     TMP_SIZE,
     Architecture,
@@ -80,4 +80,5 @@ __all__ = [
     "parse_quantity",
     "parse_stack_config",
     "quantity",
+    "stack_file_config",
 ]

@@ -4,7 +4,10 @@ the typed, frozen config returned, or one :class:`ConfigError` listing them all 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from components.config.declare import (
     EMPTY,
@@ -148,3 +151,14 @@ def parse_stack_config(
             problems.add(*problem)
     problems.check()
     return StackConfig(**scope.values)
+
+
+NAMESPACE = "model-serving"
+
+
+def stack_file_config(path: Path) -> dict[str, Any]:
+    """The raw ``model-serving:`` config of a stack file (``stacks/Pulumi.<stack>.yaml``), keys without the
+    namespace: what :func:`parse_stack_config` reads, for tools that look at a stack outside a Pulumi run."""
+    document = yaml.safe_load(path.read_text()) or {}
+    prefix = f"{NAMESPACE}:"
+    return {k.removeprefix(prefix): v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}

@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from components.config import parse_stack_config  # noqa: E402
+from components.config import parse_stack_config, stack_file_config  # noqa: E402
 from components.specs import gpu_scheduling  # noqa: E402
 
 KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}  # kwok manages nodes carrying it (local-cluster's selector)
@@ -48,9 +48,7 @@ def node(name: str, labels: dict[str, str], capacity: dict[str, str], taints: li
 
 def stack_nodes(stack: str, gpus_per_node: int, cpu_nodes: int) -> list[dict[str, Any]]:
     """GPU nodes adding up to the stack's gpuBudget, then ``cpu_nodes`` CPU nodes."""
-    document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    prefix = "model-serving:"
-    raw = {k.removeprefix(prefix): v for k, v in document.get("config", {}).items() if k.startswith(prefix)}
+    raw = stack_file_config(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     config = parse_stack_config(raw, has_hub_token=True, has_registry_password=True)
     pool = config.gpu_pool
     if pool.gpu_budget is None:

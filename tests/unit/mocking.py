@@ -23,7 +23,7 @@ from pulumi.runtime import mocks, rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config import ModelConfig, StackConfig, parse_stack_config
+from components.config import ModelConfig, StackConfig, parse_stack_config, stack_file_config
 from tests import harness
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def stack_values(stack: str, edits: Mapping[str, Any] | None = None) -> dict[str
 
 def raw_config(stack: str, edits: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A stack file's ``model-serving:`` config without the prefix, edited at key paths."""
-    raw = {k.removeprefix(f"{harness.PROJECT}:"): v for k, v in harness.stack_config(stack).items()}
+    raw = stack_file_config(harness.ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     for path, value in (edits or {}).items():
         edit(raw, path, value)
     return raw
