@@ -19,10 +19,21 @@ export PULUMI_BACKEND_URL ?= file://$(ROOT)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= model-serving-local
 POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-config policy/config/$(STACK).json,)
 
-.PHONY: help venv pulumi pulumi-cmd state up preview destroy recover test unit lint image-test bench clean
+# Stacks that deploy to the local cluster (.cluster/kubeconfig): `make up` starts and prepares it first, and
+# refreshes (a cluster restarted since the last up has none of the stack's objects). KUBE_CONTEXT=<context>
+# deploys them to a cluster of your own instead, through a retargeted copy of the stack's config.
+LOCAL_CLUSTER_STACKS := local e2e
+KUBE_CONTEXT ?=
+ON_LOCAL_CLUSTER = $(if $(KUBE_CONTEXT),,$(filter $(STACK),$(LOCAL_CLUSTER_STACKS)))
+STACK_CONFIG = $(if $(KUBE_CONTEXT),--config-file "$$($(BIN)/python scripts/context_config.py $(STACK) $(KUBE_CONTEXT))",)
+
+.PHONY: help venv pulumi pulumi-cmd state up up-preflight render preview down destroy recover test unit lint \
+	image-test bench clean
 
 help:
-	@echo "make up          pulumi up of the local stack (renders manifests to rendered/local/)"
+	@echo "make up          pulumi up of the local stack: starts the local cluster, serves a model, prints its endpoint"
+	@echo "make render      manifests only, no cluster: pulumi up of the render stack into rendered/render/"
+	@echo "make down        pulumi destroy of the stack (make cluster-down then stops the local cluster)"
 	@echo "make test        everything CI runs: lint, unit, policy, app, integration, image tests"
 	@echo "make preview STACK=dev|prod   pulumi preview with the policy pack"
 	@echo "make cluster-up | cluster-down | cluster-status   the local Kubernetes (kubeconfig .cluster/kubeconfig)"
@@ -52,19 +63,39 @@ state:
 # Both run the policy pack with the stack's config: a mandatory violation stops `up` before anything is applied.
 # scripts/stack-plugins installs the plugins the stack needs beyond kubernetes (docker, for image builds) or stops
 # with one line saying what to run.
-up: venv pulumi state
+up: up-preflight venv pulumi state $(if $(ON_LOCAL_CLUSTER),cluster-up)
 	scripts/stack-plugins $(STACK)
 	pulumi stack select --create $(STACK)
-	pulumi up --yes --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(UP_ARGS) || \
-		{ $(BIN)/python scripts/explain_rollout.py $(STACK); exit 1; }
+	pulumi up --yes --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(STACK_CONFIG) \
+		$(if $(ON_LOCAL_CLUSTER),--refresh) $(UP_ARGS) || { $(BIN)/python scripts/explain_rollout.py $(STACK); exit 1; }
+	@pulumi stack output --stack $(STACK) --json | $(BIN)/python -c 'import json, sys; \
+		urls = {k[: -len("_endpoint")]: v for k, v in json.load(sys.stdin).items() if k.endswith("_endpoint") and v}; \
+		[print(f"{name}: {url}   try: curl -s {url}/v1/embeddings -d '"'"'{{\"input\": \"hello\"}}'"'"'") \
+			for name, url in urls.items()]'
+
+# Before anything is built: the local cluster's real node needs root, and says what it will change.
+up-preflight:
+	@$(if $(ON_LOCAL_CLUSTER),scripts/local-cluster preflight,true)
+
+# The manifests the local stack's program makes, without a cluster (the render stack writes them to files).
+render:
+	$(MAKE) up STACK=render
 
 preview: venv pulumi state
 	scripts/stack-plugins $(STACK)
 	pulumi stack select --create $(STACK)
 	pulumi preview --stack $(STACK) --diff --policy-pack policy $(POLICY_CONFIG) $(PREVIEW_ARGS)
 
-destroy: venv pulumi state
-	pulumi destroy --yes --stack $(STACK) $(DESTROY_ARGS)
+# On the local cluster: when it no longer runs, its objects went with it (cluster-down deletes its data), so the
+# stack's state is forgotten instead (the stack and its config stay).
+down destroy: venv pulumi state
+	@if [ -n "$(ON_LOCAL_CLUSTER)" ] && ! scripts/local-cluster status >/dev/null 2>&1; then \
+		echo "the local cluster is not running: forgetting the $(STACK) stack's resources"; \
+		pulumi stack select $(STACK) >/dev/null 2>&1 && \
+			pulumi state delete --all --yes --force --stack $(STACK) >/dev/null 2>&1 || true; \
+	else \
+		pulumi destroy --yes --stack $(STACK) $(STACK_CONFIG) $(if $(ON_LOCAL_CLUSTER),--refresh) $(DESTROY_ARGS); \
+	fi
 
 # After an interrupted `pulumi up` (README, "An interrupted up"): release the dead run's lock, remove the metadata
 # sidecars (*.attrs) a kill can leave empty in the file backend, drop the pending operations and re-read the cluster.

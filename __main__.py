@@ -1,9 +1,9 @@
-"""model-serving: one GpuNodePool and one ModelService per model of the stack's config."""
+"""model-serving: one ModelService per model of the stack's config, and the GpuNodePool when the stack needs it."""
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import GpuNodePool, GpuNodePoolArgs, ModelService, ModelServiceArgs
+from components import GpuNodePool, GpuNodePoolArgs, ModelService, ModelServiceArgs, specs
 from components.program import kubeconfig_path, load_stack_config
 
 config = pulumi.Config("model-serving")
@@ -16,13 +16,20 @@ provider = k8s.Provider(
     context=stack.kube_context,
     enable_server_side_apply=True,
 )
-pool = GpuNodePool(stack.gpu_pool.name, GpuNodePoolArgs(pool=stack.gpu_pool), pulumi.ResourceOptions(provider=provider))
+# Only a stack with a GPU model or a Karpenter NodePool owns the pool's cluster-wide objects (gpuPool's doc).
+if stack.needs_gpu_pool:
+    pool = GpuNodePool(
+        stack.gpu_pool.name, GpuNodePoolArgs(pool=stack.gpu_pool), pulumi.ResourceOptions(provider=provider)
+    )
+    scheduling = pool.scheduling
+else:
+    scheduling = specs.gpu_scheduling(stack.gpu_pool)
 for model in stack.models:
     service = ModelService(
         model.name,
         ModelServiceArgs(
             model=model,
-            scheduling=pool.scheduling,
+            scheduling=scheduling,
             hub_token=config.get_secret("hubToken"),
             registry_password=config.get_secret("registryPassword"),
         ),
@@ -31,4 +38,4 @@ for model in stack.models:
     pulumi.export(f"{model.name}_endpoint", service.endpoint)
     pulumi.export(f"{model.name}_image_ref", service.image_ref)
     pulumi.export(f"{model.name}_namespace", service.namespace)
-pulumi.export("gpu_budget", pool.gpu_budget)
+pulumi.export("gpu_budget", stack.gpu_pool.gpu_budget)

@@ -23,7 +23,8 @@ class Bare(pulumi.ComponentResource):
 
 
 stack = load_stack_config(pulumi.Config("model-serving"))
-Bare(stack.gpu_pool.name)  # GpuNodePool
+if stack.needs_gpu_pool:
+    Bare(stack.gpu_pool.name)  # GpuNodePool
 for model in stack.models:
     # ModelService, ModelImage, ModelDeployment, LoadBalancedService and, with autoscaling, Autoscaler.
     for part in ("service", "image", "deployment", "lb", *(("autoscaler",) if model.autoscaling else ())):

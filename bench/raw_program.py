@@ -41,10 +41,11 @@ def on_provider(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on))
 
 
-# GpuNodePool's objects.
+# GpuNodePool's objects, when the stack needs them (as in __main__.py); the scheduling either way.
 pool = stack.gpu_pool
 scheduling = specs.gpu_scheduling(pool)
-register_steps(plans.gpu_node_pool(pool), lambda after: on_provider(*after))
+if stack.needs_gpu_pool:
+    register_steps(plans.gpu_node_pool(pool), lambda after: on_provider(*after))
 
 hub_token = config.get_secret("hubToken")
 for model in stack.models:

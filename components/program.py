@@ -1,20 +1,28 @@
-"""Reading the stack's config from Pulumi: the one place that turns config errors into a clean stop."""
+"""Reading the stack's config from Pulumi: the one place that turns config errors into a clean stop, and that
+reads the files the config names (``kubeconfig``, ``imageLock``) relative to the project directory."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pulumi
 
 from components.config import SECRET_KEYS, TOP_KEYS, ConfigError, StackConfig, parse_stack_config
 from components.config.declare import Block, BlockList, keys
+from components.config.image_lock import KEY as IMAGE_LOCK
+from components.config.image_lock import missing_message, parse_image_lock, pin_images
 
 # Keys holding objects or lists (YAML or JSON in the stack file); the others are plain strings.
 _OBJECT_KEYS = tuple(k.name for k in keys(StackConfig) if isinstance(k.kind, Block | BlockList))
+PREFIX = "model-serving:"
 
 
 def load_stack_config(config: pulumi.Config) -> StackConfig:
-    """Parse ``model-serving:*`` or stop the program with one message naming every mistake's key."""
+    """Parse ``model-serving:*`` or stop the program with one message naming every mistake's key.
+
+    With ``imageLock`` set, the models' image references are the lock's pinned ones (:func:`lock_images`).
+    """
     # A misspelt top-level key would otherwise drop its whole block silently (e.g. model-serving:gpupool).
     known = {config.full_key(k) for k in (*TOP_KEYS, *SECRET_KEYS)}
     given = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
@@ -31,28 +39,54 @@ def load_stack_config(config: pulumi.Config) -> StackConfig:
         raise pulumi.RunError(f"{error.key} is not valid JSON or YAML") from None
     present = {}
     for key in SECRET_KEYS:
-        full = f"model-serving:{key}"
+        full = f"{PREFIX}{key}"
         present[key] = pulumi.runtime.get_config(full) is not None
         if present[key] and not pulumi.runtime.is_config_secret(full):
             raise pulumi.RunError(f"{full} must be a secret: pulumi config set --secret {full} …")
     try:
-        return parse_stack_config(
+        stack = parse_stack_config(
             raw, has_hub_token=present["hubToken"], has_registry_password=present["registryPassword"]
         )
+        return lock_images(stack)
     except ConfigError as error:
-        raise pulumi.RunError(f"invalid stack config: {error.report('model-serving:')}") from None
+        raise pulumi.RunError(f"invalid stack config: {error.report(PREFIX)}") from None
+
+
+def project_path(value: str) -> Path:
+    """A path the config gives, absolute: relative ones are relative to the project directory."""
+    path = Path(value).expanduser()
+    # Pulumi runs the program in the project directory.
+    return path if path.is_absolute() else Path.cwd() / path
 
 
 def kubeconfig_path(stack: StackConfig) -> str | None:
     """``model-serving:kubeconfig`` as an absolute path: the provider takes a relative one for file contents."""
     if stack.kubeconfig is None:
         return None
-    path = Path(stack.kubeconfig).expanduser()
-    if not path.is_absolute():
-        path = Path.cwd() / path  # Pulumi runs the program in the project directory
+    path = project_path(stack.kubeconfig)
     if not path.is_file():
         pulumi.log.warn(
-            f"model-serving:kubeconfig: {stack.kubeconfig} does not exist"
+            f"{PREFIX}kubeconfig: {stack.kubeconfig} does not exist"
             + (" (make cluster-up writes it)" if stack.kubeconfig.startswith(".cluster/") else "")
         )
     return str(path)
+
+
+def lock_images(stack: StackConfig) -> StackConfig:
+    """The stack with the image references ``imageLock`` pins; ConfigError (naming imageLock) for a lock file that
+    is missing, not JSON, not an object of strings, or that maps a ref to one not pinned by digest."""
+    if stack.image_lock is None:
+        return stack
+    path = project_path(stack.image_lock)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(IMAGE_LOCK, missing_message(stack.image_lock)) from None
+    except (OSError, ValueError) as error:  # a directory, no permission, not UTF-8
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(IMAGE_LOCK, f"must be a readable text file ({stack.image_lock}: {reason})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(IMAGE_LOCK, f"must be a JSON file ({stack.image_lock}: {error})") from None
+    return pin_images(stack, parse_image_lock(data, stack.image_lock))

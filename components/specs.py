@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from components.capacity import GpuCapacity
-from components.config import TMP_SIZE, GpuPoolConfig, ModelConfig
+from components.config import TMP_SIZE, GpuPoolConfig, ModelConfig, Toleration
+from components.config.rules import node_selector_conflicts
 
 Obj = dict[str, Any]
 
@@ -291,6 +292,37 @@ def progress_deadline_seconds(model: ModelConfig) -> int:
     return max(600, model.probes.model_load_seconds + 900)
 
 
+def toleration(t: Toleration) -> Obj:
+    obj: Obj = {"key": t.key, "operator": t.operator}
+    if t.value is not None:
+        obj["value"] = t.value
+    obj["effect"] = t.effect
+    return obj
+
+
+def placement(model: ModelConfig, scheduling: GpuScheduling) -> tuple[dict[str, str], list[Obj]]:
+    """The pods' nodeSelector and tolerations: the model's own, and for a GPU model the pool's as well.
+
+    A GPU model's nodeSelector may add labels to the pool's but not contradict them (the config names such a key,
+    ``models[i].nodeSelector.<label>``; this refuses it for callers that bypass the config). The pool's tolerations
+    come first; a model's toleration equal to one of them is not repeated.
+    """
+    selector = dict(model.node_selector)
+    tolerations = [toleration(t) for t in model.tolerations]
+    if not model.resources.gpus:
+        return selector, tolerations
+    conflicts = node_selector_conflicts(selector, scheduling.node_selector)
+    if conflicts:
+        raise ValueError(
+            f"model {model.name!r}: nodeSelector {', '.join(conflicts)} conflicts with the GPU pool's nodeSelector"
+        )
+    pool_tolerations = [dict(t) for t in scheduling.tolerations]
+    return (
+        {**scheduling.node_selector, **selector},
+        pool_tolerations + [t for t in tolerations if t not in pool_tolerations],
+    )
+
+
 def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
     selector = selector_labels(model)
     volumes, mounts = _volumes(model)
@@ -325,9 +357,12 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
             for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
         ],
     }
+    node_selector, tolerations = placement(model, scheduling)
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
     if model.resources.gpus:
-        pod_spec["nodeSelector"] = dict(scheduling.node_selector)
-        pod_spec["tolerations"] = [dict(t) for t in scheduling.tolerations]
         pod_spec["runtimeClassName"] = scheduling.runtime_class_name
     spec: Obj = {
         "selector": {"matchLabels": selector},

@@ -134,7 +134,7 @@ class Image(TypedDict, total=False):
     """Exactly one of ref (a prebuilt image: a tag other than latest, or a digest) or build."""
 
     ref: str
-    """Prebuilt image; a tag other than `latest` or a digest is required. Default: none."""
+    """Prebuilt image; a tag other than `latest` or a digest is required (`imageLock` may pin it). Default: none."""
     build: ImageBuild
     """Build the image from a Docker context. Default: none."""
 
@@ -249,6 +249,19 @@ class Rollout(TypedDict, total=False):
     )
 
 
+class ModelToleration(TypedDict, total=False):
+    """A taint the model's pods tolerate (a Kubernetes toleration)."""
+
+    key: Required[str]
+    """The taint's key."""
+    operator: str
+    """`Equal`: the taint's value is `value`; `Exists`: any. Default: Equal."""
+    value: str
+    """The taint's value, for `Equal` (not with `Exists`). Default: empty (a taint without a value)."""
+    effect: Required[str]
+    """The taint's effect."""
+
+
 class Service(TypedDict, total=False):
     """The model's Service and the NetworkPolicy admitting its port."""
 
@@ -319,6 +332,13 @@ class ModelServiceArgs(TypedDict, total=False):
     """An HPA instead of a fixed replica count. Default: none."""
     rollout: Rollout
     """Rolling update bounds. Default: each key's default."""
+    nodeSelector: dict[str, str]
+    (
+        "Node labels the pods must land on; a GPU model's pods also get gpuPool.nodeSelector (a key both set must have "
+        "the same value). Default: {}."
+    )
+    tolerations: list[ModelToleration]
+    """Taints the pods tolerate; a GPU model's pods also tolerate gpuPool.taint, a CPU model's must not. Default: []."""
     service: Service
     """The model's Service. Default: each key's default."""
     containerPatch: Any

@@ -42,11 +42,16 @@ def kubectl_command(stack: str) -> list[str] | None:
     return command
 
 
-def unfinished(resource: dict[str, Any]) -> bool:
-    status = (resource.get("outputs") or {}).get("status") or {}
-    spec = (resource.get("outputs") or {}).get("spec") or {}
-    wanted = spec.get("replicas", 1)
-    return status.get("updatedReplicas") != wanted or status.get("availableReplicas") != wanted
+def unfinished(deployment: dict[str, Any]) -> bool:
+    """The live Deployment has not rolled out: pods unavailable, not all updated, or its deadline passed. (The
+    state's outputs of a failed update can still be the last good ones, so the cluster is asked.)"""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    return (
+        status.get("unavailableReplicas", 0) > 0
+        or status.get("updatedReplicas", 0) < spec.get("replicas", 1)
+        or conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded"
+    )
 
 
 def pod_problems(pod: dict[str, Any]) -> list[str]:
@@ -67,14 +72,25 @@ def pod_problems(pod: dict[str, Any]) -> list[str]:
     return problems
 
 
+def last_warning(kubectl: list[str], namespace: str, pod: str) -> str | None:
+    """The pod's latest Warning event (a failed probe, a failed mount), which its status does not carry."""
+    selector = f"involvedObject.name={pod},type=Warning"
+    events = run_json(*kubectl, "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")["items"]
+    if not events:
+        return None
+    event = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return f"{event.get('reason', '')}: {event.get('message', '')}".strip()
+
+
 def explain(stack: str) -> int:
     state = run_json("pulumi", "stack", "export", "--stack", stack)
-    deployments = [
-        r
+    names = [
+        ((r.get("outputs") or {}).get("metadata") or {})
         for r in (state.get("deployment") or {}).get("resources") or []
-        if r.get("type") == DEPLOYMENT and unfinished(r)
+        if r.get("type") == DEPLOYMENT
     ]
-    if not deployments:
+    names = [m for m in names if m.get("namespace") and m.get("name")]
+    if not names:
         return 0
     kubectl = kubectl_command(stack)
     if kubectl is None:
@@ -82,16 +98,21 @@ def explain(stack: str) -> int:
             "explain-rollout: kubectl not found; run scripts/install-k8s to see why pods are not ready", file=sys.stderr
         )
         return 0
+    live = [run_json(*kubectl, "get", "deployment", "-n", m["namespace"], m["name"], "-o", "json") for m in names]
+    deployments = [d for d in live if unfinished(d)]
+    if not deployments:
+        return 0
     print(f"\nWhy {len(deployments)} Deployment(s) of stack {stack} are not ready:")
-    for resource in deployments:
-        meta = resource["outputs"]["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        labels = resource["outputs"]["spec"]["selector"].get("matchLabels", {})
+    for deployment in deployments:
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        labels = deployment["spec"]["selector"].get("matchLabels", {})
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
         pods = run_json(*kubectl, "get", "pods", "-n", namespace, "-l", selector, "-o", "json")["items"]
         seen: set[str] = set()
         for pod in pods:
-            for problem in pod_problems(pod):
+            problems = pod_problems(pod)
+            warning = last_warning(kubectl, namespace, pod["metadata"]["name"]) if problems else None
+            for problem in problems + ([f"last warning: {warning}"] if warning else []):
                 if problem not in seen:
                     seen.add(problem)
                     print(f"  Deployment {namespace}/{name}: pod {pod['metadata']['name']}: {problem}")

@@ -6,10 +6,13 @@ the engine would see them, parent URN, which input paths are secret) and the sta
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import logging
 import runpy
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,25 @@ PROJECT = "model-serving"
 
 # The values the integration tests and README use for secrets in throwaway stacks.
 TEST_SECRETS = {"hubToken": "hf_test_token_value", "registryPassword": "registry-test-password"}
+
+# What `make cluster-up` writes to .cluster/images.json, for the tests: a run whose imageLock names a file of the
+# local cluster (.cluster/…, the local stack's) reads this lock instead, written to a temporary file, so that no
+# test depends on a cluster having been started. Other imageLock values (absolute temporary paths) are kept.
+LOCAL_CLUSTER_DIR = ".cluster/"
+TEST_IMAGE_LOCK = {"model-serving/server:local": "docker.io/model-serving/server@sha256:" + "d" * 64}
+_lock_dir: Path | None = None
+
+
+def image_lock_file() -> Path:
+    """:data:`TEST_IMAGE_LOCK` as a JSON file in a temporary directory of this process (removed at exit)."""
+    global _lock_dir
+    if _lock_dir is None:
+        _lock_dir = Path(tempfile.mkdtemp(prefix="model-serving-image-lock-"))
+        atexit.register(shutil.rmtree, _lock_dir, ignore_errors=True)
+    path = _lock_dir / "images.json"
+    if not path.exists():
+        path.write_text(json.dumps(TEST_IMAGE_LOCK))
+    return path
 
 
 @dataclass
@@ -140,14 +162,16 @@ def run_stack(
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     preview: bool = False,
+    program: Path | None = None,
 ) -> Run:
-    """Run ``__main__.py`` under mocks with the stack file's config.
+    """Run ``__main__.py`` (or ``program``, another program of this project) under mocks with the stack file's config.
 
     ``overrides`` replace ``model-serving:<key>`` values; ``config`` replaces the whole block.
     Secrets default to :data:`TEST_SECRETS` and are set as secret config, like ``--secret``.
+    An ``imageLock`` under ``.cluster/`` reads :data:`TEST_IMAGE_LOCK` instead.
     """
     monitor, _ = _start(stack, config, overrides, secrets, preview)
-    _sync_await(_run_program())
+    _sync_await(_run_program(program))
     outputs: dict[str, Any] = {}
     root = pulumi.runtime.settings.get_root_resource()
     for key, value in (getattr(root, "outputs", None) or {}).items():
@@ -206,6 +230,9 @@ def _start(
     secret_values = dict(TEST_SECRETS if secrets is None else secrets)
     for key, value in secret_values.items():
         values[f"{PROJECT}:{key}"] = value
+    lock = values.get(f"{PROJECT}:imageLock")
+    if isinstance(lock, str) and lock.startswith(LOCAL_CLUSTER_DIR):
+        values[f"{PROJECT}:imageLock"] = str(image_lock_file())
     flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
     monitor = _Monitor(_Recorder())
@@ -221,11 +248,11 @@ def _start(
     return monitor, logged
 
 
-async def _run_program() -> None:
+async def _run_program(path: Path | None = None) -> None:
     from pulumi.runtime.stack import run_pulumi_func
 
     def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(path or ROOT / "__main__.py"), run_name="__main__")
 
     mocks.SETTINGS.rpc_manager.clear() if hasattr(mocks, "SETTINGS") else None
     await run_pulumi_func(program)

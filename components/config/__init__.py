@@ -35,6 +35,7 @@ from components.config.schema import (
     StackConfig,
     StackSecrets,
     Taint,
+    Toleration,
 )
 
 TOP_KEYS = top_names(StackConfig)
@@ -77,6 +78,7 @@ __all__ = [
     "StackConfig",
     "StackSecrets",
     "Taint",
+    "Toleration",
     "parse_quantity",
     "parse_stack_config",
     "quantity",

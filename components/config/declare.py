@@ -78,11 +78,15 @@ class Block(Kind):
 
 
 class BlockList(Kind):
-    """A non-empty list of objects whose keys a dataclass declares; ``what`` names the items in messages."""
+    """A list of objects whose keys a dataclass declares, read as a tuple; ``what`` names the items in messages.
 
-    def __init__(self, cls: type, what: str) -> None:
-        self.cls, self.what = cls, what
-        self.doc, self.py = "list (≥ 1)", f"list[{type_name(cls)}]"
+    Non-empty unless ``may_be_empty`` (then its default is usually ``()``).
+    """
+
+    def __init__(self, cls: type, what: str, *, may_be_empty: bool = False) -> None:
+        self.cls, self.what, self.may_be_empty = cls, what, may_be_empty
+        self.doc = "list of objects" if may_be_empty else "list (≥ 1)"
+        self.py = f"list[{type_name(cls)}]"
 
 
 class Secret(Kind):

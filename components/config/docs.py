@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.config.declare import EMPTY, REQUIRED, Block, Derived, Key, keys, nested, type_name
+from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived, Key, keys, nested, type_name
 from components.config.engines import ENGINES
 from components.config.schema import GpuPoolConfig, ModelConfig, StackConfig, StackSecrets
 
@@ -45,12 +45,15 @@ def default_text(k: Key) -> str:
 
 
 def rows(cls: type, prefix: str = "") -> Iterator[tuple[str, Key]]:
-    """Every key under ``cls`` with its path relative to the block, objects before their keys."""
+    """Every key under ``cls`` with its path relative to the block, objects before their keys (a list's item keys
+    as ``list[].key``)."""
     for k in keys(cls):
         path = f"{prefix}{k.name}"
         yield path, k
         if isinstance(k.kind, Block):
             yield from rows(k.kind.cls, f"{path}.")
+        elif isinstance(k.kind, BlockList):
+            yield from rows(k.kind.cls, f"{path}[].")
 
 
 def _cell(text: str) -> str:
@@ -149,7 +152,7 @@ def _block_types(cls: type, done: set[type], extra: Sequence[tuple[str, str, str
     done.add(cls)
     lines: list[str] = []
     for k in keys(cls):
-        if isinstance(k.kind, Block):
+        if isinstance(k.kind, Block | BlockList):
             lines += _block_types(k.kind.cls, done)
     groups = nested(cls)
     for head, tails in groups.items():
@@ -175,7 +178,8 @@ def provider_types() -> str:
     model's ``hubToken`` input is the token itself); ``GpuNodePool`` takes the ``gpuPool`` keys."""
     secrets = [(k.name, _annotation(k), _field_doc(k)) for k in keys(StackSecrets)]
     pool_key = next(k for k in keys(StackConfig) if k.name == "gpuPool")
-    pool_doc = f"{pool_key.doc}: give it the same block as its GpuNodePool. Default: each key's default."
+    # (Its first clause: the rest says when the stack program deploys the pool, which is no input's concern.)
+    pool_doc = f"{pool_key.doc.split(';')[0]}: give it the same block as its GpuNodePool. Default: each key's default."
     lines = [
         '"""Input types of the model-serving components, generated from components/config/schema.py by',
         f"``{COMMAND}`` (do not edit). The component provider host reads these annotations and",

@@ -25,9 +25,12 @@ IMAGE_REF = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# A label value (also a taint's value): empty, or up to 63 of these characters, alphanumeric at both ends.
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes quantity grammar: signed decimal number, then a binary/decimal SI suffix or an exponent.
 QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 DURATION = re.compile(r"^([0-9]+(s|m|h))+$|^Never$")
 
 
@@ -105,6 +108,15 @@ def check_image(value: str) -> str | None:
 
 def check_label_key(value: str) -> str | None:
     return None if LABEL_KEY.match(value) else f"is not a Kubernetes label key (got {value!r})"
+
+
+def check_label_value(value: str) -> str | None:
+    if len(value) > 63 or not LABEL_VALUE.match(value):
+        return (
+            "is not a Kubernetes label value: at most 63 letters, digits, '-', '_' or '.', "
+            f"alphanumeric at both ends (got {value!r})"
+        )
+    return None
 
 
 def check_cidr(value: str) -> str | None:
@@ -245,12 +257,13 @@ class Strings(Kind):
 
 
 class StringMap(Kind):
-    """An object of string values (numbers must be quoted), its keys matching a pattern."""
+    """An object of string values (numbers must be quoted), its keys matching a pattern, its values optionally
+    checked."""
 
     py = "dict[str, str]"
 
-    def __init__(self, key_pattern: re.Pattern[str], doc: str = "map") -> None:
-        self.key_pattern, self.doc = key_pattern, doc
+    def __init__(self, key_pattern: re.Pattern[str], doc: str = "map", *, check: Check | None = None) -> None:
+        self.key_pattern, self.doc, self.check = key_pattern, doc, check
 
     def read(self, value: object, path: str, problems: Problems) -> Any:
         if not isinstance(value, Mapping):
@@ -262,6 +275,8 @@ class StringMap(Kind):
                 problems.add(join(path, str(k)), "is not a valid name")
             elif not isinstance(v, str):
                 problems.add(join(path, str(k)), f"must be a string (got {v!r}; quote it)")
+            elif self.check is not None and (message := self.check(v)) is not None:
+                problems.add(join(path, str(k)), message)
         return dict(value) if len(problems) == before else INVALID
 
 

@@ -117,8 +117,9 @@ class Reader:
         return spec.kind.read(value, path, self.problems)
 
     def block_list(self, kind: BlockList, value: object, path: str, scope: _Scope) -> Any:
-        if not isinstance(value, list) or not value:
-            self.problems.add(path, f"must be a non-empty list of {kind.what} (got {kind_of(value)})")
+        if not isinstance(value, list) or not (value or kind.may_be_empty):
+            wanted = "a list" if kind.may_be_empty else "a non-empty list"
+            self.problems.add(path, f"must be {wanted} of {kind.what} (got {kind_of(value)})")
             return INVALID
         return tuple(self.block(kind.cls, item, f"{path}[{i}]", scope) for i, item in enumerate(value))
 

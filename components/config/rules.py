@@ -23,6 +23,7 @@ from components.config.schema import (
     ModelConfig,
     Rollout,
     ServiceConfig,
+    Toleration,
 )
 
 
@@ -101,6 +102,11 @@ def source_ranges_need_a_load_balancer(service: ServiceConfig, at: At) -> Iterat
         yield Problem(at.key("sourceRanges"), f"only applies to type LoadBalancer (type is {service.type})")
 
 
+def toleration_value_needs_equal(toleration: Toleration, at: At) -> Iterator[Problem]:
+    if toleration.operator == "Exists" and toleration.value is not None:
+        yield Problem(at.key("value"), "only applies to operator Equal (Exists tolerates any value)")
+
+
 def replicas_or_autoscaling(model: ModelConfig, at: At) -> Iterator[Problem]:
     if model.autoscaling is not None and at.given("replicas"):
         yield Problem(at.key("replicas"), "conflicts with autoscaling: the HPA owns the replica count")
@@ -162,6 +168,7 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
     Metric: (metric_has_a_target,),
     Rollout: (rollout_can_start,),
     ServiceConfig: (source_ranges_need_a_load_balancer,),
+    Toleration: (toleration_value_needs_equal,),
     ModelConfig: (
         replicas_or_autoscaling,
         engine_gpus,
@@ -224,6 +231,43 @@ def secrets_are_set(stack: StackView) -> Iterator[Problem]:
             )
 
 
+def node_selector_conflicts(model: Mapping[str, str], pool: Mapping[str, str]) -> list[str]:
+    """The keys a GPU model's nodeSelector sets to another value than the pool's: its pods could land nowhere.
+
+    (The Deployment builder refuses the same conflicts for callers that bypass the config.)
+    """
+    return [k for k, v in model.items() if k in pool and pool[k] != v]
+
+
+def tolerates_the_gpu_taint(toleration: Toleration, pool: GpuPoolConfig) -> bool:
+    """Whether a toleration lets a pod onto the pool's tainted nodes (the policy pack's gpu-scheduling test)."""
+    return toleration.key == pool.taint.key and toleration.effect == pool.taint.effect
+
+
+def models_schedule_with_the_pool(stack: StackView) -> Iterator[Problem]:
+    """GPU models land on the pool's nodes, which their own nodeSelector must not contradict; CPU models stay off
+    them, so they must not tolerate the pool's taint (the policy pack blocks both)."""
+    pool = stack.pool
+    if pool is None:
+        return
+    for i, model in stack.valid_models():
+        if model.resources.gpus:
+            for name in node_selector_conflicts(model.node_selector, pool.node_selector):
+                yield Problem(
+                    f"models[{i}].nodeSelector.{name}",
+                    f"conflicts with gpuPool.nodeSelector.{name} ({model.node_selector[name]!r} is not "
+                    f"{pool.node_selector[name]!r}): a GPU model's pods must land on the pool's nodes",
+                )
+            continue
+        for j, toleration in enumerate(model.tolerations):
+            if tolerates_the_gpu_taint(toleration, pool):
+                yield Problem(
+                    f"models[{i}].tolerations[{j}]",
+                    f"must not tolerate the GPU pool's taint {pool.taint.key}:{pool.taint.effect}: the model uses "
+                    "no GPU, and GPU nodes are kept for models that do",
+                )
+
+
 def budget_covers_the_peak(stack: StackView) -> Iterator[Problem]:
     """At full scale and mid-rollout every model runs (max replicas + maxSurge) pods of its GPUs."""
     if stack.pool is None or stack.pool.gpu_budget is None or any(m is None for m in stack.models):
@@ -241,5 +285,6 @@ STACK_RULES: Sequence[Callable[[StackView], Iterator[Problem]]] = (
     models_are_distinct,
     models_leave_the_device_plugin_namespace,
     secrets_are_set,
+    models_schedule_with_the_pool,
     budget_covers_the_peak,
 )

@@ -20,6 +20,7 @@ from components.config.kinds import (
     DURATION,
     ENV_NAME,
     LABEL_KEY,
+    TAINT_EFFECTS,
     Choice,
     DnsLabel,
     Flag,
@@ -35,6 +36,7 @@ from components.config.kinds import (
     check_cidr,
     check_dns_label,
     check_image,
+    check_label_value,
     check_memory_size,
     one_of,
 )
@@ -72,7 +74,7 @@ class Taint:
     # (``_key``: the field ``key`` hides the function in the class body.)
     key: str = _key(LabelKey(), "nvidia.com/gpu", "taint key")
     value: str = _key(Text(), "present", "taint value")
-    effect: str = _key(Choice(("NoSchedule", "PreferNoSchedule", "NoExecute")), "NoSchedule", "taint effect")
+    effect: str = _key(Choice(TAINT_EFFECTS), "NoSchedule", "taint effect")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,7 +183,9 @@ class ImageConfig:
     """Exactly one of ref (a prebuilt image: a tag other than latest, or a digest) or build."""
 
     type_name: ClassVar[str] = "Image"
-    ref: str | None = key(ImageRef(), None, "prebuilt image; a tag other than `latest` or a digest is required")
+    ref: str | None = key(
+        ImageRef(), None, "prebuilt image; a tag other than `latest` or a digest is required (`imageLock` may pin it)"
+    )
     build: ImageBuildConfig | None = key(Block(ImageBuildConfig), None, "build the image from a Docker context")
 
 
@@ -295,6 +299,22 @@ class ServiceConfig:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Toleration:
+    """A taint the model's pods tolerate (a Kubernetes toleration)."""
+
+    type_name: ClassVar[str] = "ModelToleration"  # the provider's GpuScheduling output has a Toleration of its own
+    key: str = _key(LabelKey("taint key"), REQUIRED, "the taint's key")
+    operator: str = _key(Choice(("Equal", "Exists")), "Equal", "`Equal`: the taint's value is `value`; `Exists`: any")
+    value: str | None = _key(
+        Text("label value", check=check_label_value),
+        None,
+        "the taint's value, for `Equal` (not with `Exists`)",
+        unset="empty (a taint without a value)",
+    )
+    effect: str = _key(Choice(TAINT_EFFECTS), REQUIRED, "the taint's effect")
+
+
 # What the program sets on the server container: never patched, or never removed by a patch.
 PATCH_FIXED = ("name", "image")
 PATCH_KEPT = ("resources", "securityContext", "startupProbe", "readinessProbe", "livenessProbe")
@@ -333,6 +353,17 @@ class ModelConfig:
     hub_token: bool = key(Flag(), False, "mount the `hubToken` secret as `/var/run/secrets/model-hub/token`")
     autoscaling: Autoscaling | None = key(Block(Autoscaling), None, "an HPA instead of a fixed replica count")
     rollout: Rollout = key(Block(Rollout), EMPTY, "rolling update bounds")
+    node_selector: Mapping[str, str] = key(
+        StringMap(LABEL_KEY, check=check_label_value),
+        {},
+        "node labels the pods must land on; a GPU model's pods also get gpuPool.nodeSelector (a key both set "
+        "must have the same value)",
+    )
+    tolerations: tuple[Toleration, ...] = key(
+        BlockList(Toleration, "tolerations", may_be_empty=True),
+        (),
+        "taints the pods tolerate; a GPU model's pods also tolerate gpuPool.taint, a CPU model's must not",
+    )
     service: ServiceConfig = key(Block(ServiceConfig), EMPTY, "the model's Service")
     # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the config does not
     # cover. null deletes a key; the policy pack still checks the result.
@@ -384,22 +415,44 @@ class StackConfig:
         "prefix of the model namespaces: model `m` lives in `<namespace>-m`; never `default` or `kube-*`",
     )
     render_directory: str | None = key(
-        Text("path"), None, "render manifests there instead of applying (`local`: `rendered/local`)"
+        Text("path"), None, "render manifests there instead of applying (`render`: `rendered/render`)"
     )
     kubeconfig: str | None = key(
         Text("path"),
         None,
-        "kubeconfig file to deploy with, relative to the project (`e2e`: `.cluster/kubeconfig`)",
+        "kubeconfig file to deploy with, relative to the project (`local`, `e2e`: `.cluster/kubeconfig`)",
         unset="`KUBECONFIG`, else ~/.kube/config",
     )
     kube_context: str | None = key(Text(), None, "the kubeconfig context to deploy to", unset="kubeconfig's current")
-    gpu_pool: GpuPoolConfig = key(Block(GpuPoolConfig), EMPTY, "the shared GPU node pool", name="gpuPool")
+    image_lock: str | None = key(
+        Text("path"),
+        None,
+        "JSON file, relative to the project, mapping `image.ref` values to digest-pinned references "
+        "(`repo@sha256:…`) the models deploy instead; refs it lacks stay as written "
+        "(`local`: `.cluster/images.json`, which `make cluster-up` writes)",
+        unset="none: every ref as written",
+    )
+    gpu_pool: GpuPoolConfig = key(
+        Block(GpuPoolConfig),
+        EMPTY,
+        "the shared GPU node pool; its objects (RuntimeClass, device plugin, Karpenter NodePool) are deployed only "
+        "when a model uses GPUs (`resources.gpus` > 0, given or derived) or `karpenter` is set: a CPU-only stack "
+        "leaves them to the stacks that need them",
+        name="gpuPool",
+    )
     image_ref_override: str | None = key(
         ImageRef(),
         None,
         "test/CI only: every model's image becomes this prebuilt reference (previews without a Docker engine)",
     )
     models: tuple[ModelConfig, ...] = key(BlockList(ModelConfig, "models"), REQUIRED, "the models to serve")
+
+    @property
+    def needs_gpu_pool(self) -> bool:
+        """Whether the program registers the GpuNodePool (the rule the ``gpuPool`` key's doc states): some model
+        uses GPUs, or the config asks for a Karpenter NodePool. Models get their scheduling from ``gpu_pool``
+        either way."""
+        return self.gpu_pool.karpenter is not None or any(m.resources.gpus > 0 for m in self.models)
 
 
 @dataclass(frozen=True, kw_only=True)

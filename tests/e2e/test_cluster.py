@@ -1,7 +1,7 @@
 """`make cluster-up` twice is harmless and `make cluster-down` leaves no process or listener behind.
 
 A second cluster, on its own ports, in a copy of the project (its own .cluster/), so the one the other e2e
-tests use keeps running.
+tests use keeps running. It has fake nodes only (CLUSTER_REAL_NODE=0): one machine holds one real node.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _pids(root: Path) -> dict[str, int]:
 def _cluster(root: Path, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(root / "scripts" / "local-cluster"), command],
-        env={**os.environ, "CLUSTER_PORT": str(PORT)},
+        env={**os.environ, "CLUSTER_PORT": str(PORT), "CLUSTER_REAL_NODE": "0"},
         capture_output=True,
         text=True,
         timeout=300,

@@ -124,6 +124,23 @@ def test_required_inputs_and_descriptions_follow_the_schema(schema: dict[str, An
                 assert inputs[k.name]["description"].lower().startswith(k.doc.lower()), k.name
 
 
+def test_a_models_tolerations_are_a_list_of_their_own_type(schema: dict[str, Any], host: ComponentProvider) -> None:
+    """``tolerations`` is a list of objects: a type of its own, not the pool's GpuScheduling toleration output."""
+    inputs = schema["resources"][MODEL]["inputProperties"]
+    assert inputs["tolerations"]["items"]["$ref"].endswith("model-serving:index:ModelToleration")
+    toleration = _type(schema, "ModelToleration")
+    assert set(toleration["properties"]) == {"key", "operator", "value", "effect"}
+    assert sorted(toleration["required"]) == ["effect", "key"]
+    placement = {
+        "nodeSelector": {"topology.kubernetes.io/zone": "a"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"}],
+    }
+    built = run_components(lambda: host.construct("placed", MODEL, {**WIRE_MODEL, **placement}, None))
+    pod = built.one("kubernetes:apps/v1:Deployment", "placed").inputs["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", "topology.kubernetes.io/zone": "a"}
+    assert pod["tolerations"][1] == placement["tolerations"][0]
+
+
 def test_the_generated_input_types_are_current() -> None:
     assert PROVIDER_TYPES.read_text() == provider_types(), "run: python -m components.config.docs --write"
 

@@ -1,8 +1,9 @@
 """The README's commands on a checkout, with the real CLI: what they leave behind and when they stop.
 
 - `make up` runs the policy pack with the stack's config, as `make preview` does: a mandatory violation stops
-  the update before anything is applied (issue 12, 4a).
-- `make up`, creating the stacks and `make preview STACK=dev|prod` change no tracked file: the stack files
+  the update before anything is applied (issue 12, 4a). Here through `make render` (`make up` of the render
+  stack, which needs no cluster).
+- `make render`, creating the stacks and `make preview STACK=dev|prod` change no tracked file: the stack files
   state their secrets provider (a committed `encryptionsalt`) and write numbers as the CLI writes them back
   (issue 12, 6). The copy is a git repository of its own, so `git status --porcelain` is the judge.
 - A stack that builds its image without the docker provider plugin stops at once with one line saying what to
@@ -66,11 +67,11 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return project
 
 
-def test_make_up_runs_the_policy_pack_and_changes_no_tracked_file(checkout: Project) -> None:
-    result = checkout.make("up")
+def test_make_render_runs_the_policy_pack_and_changes_no_tracked_file(checkout: Project) -> None:
+    result = checkout.make("render")
     output = result.stdout + result.stderr
     assert "model-serving-policies" in output.split("Policy Packs run:")[-1], output
-    assert list((checkout.path / "rendered" / "local").rglob("*.yaml"))
+    assert list((checkout.path / "rendered" / "render").rglob("*.yaml"))
     assert _status(checkout) == ""
 
 
@@ -107,15 +108,15 @@ def test_previews_of_dev_and_prod_change_no_tracked_file(checkout: Project) -> N
 
 
 def test_up_stops_at_a_mandatory_violation_before_anything_is_applied(checkout: Project) -> None:
-    rendered = checkout.path / "rendered" / "local"
+    rendered = checkout.path / "rendered" / "render"
     before = {p.relative_to(rendered): p.read_text() for p in rendered.rglob("*.yaml")}
-    assert before, "make up of local ran first"
-    config = yaml.safe_load(checkout.stack_file("local").read_text())["config"]
+    assert before, "make render ran first"
+    config = yaml.safe_load(checkout.stack_file("render").read_text())["config"]
     models = config["model-serving:models"]
     # Valid config, an object the pack rejects: GPU requests unequal to the GPU limit.
     models[0]["containerPatch"] = {"resources": {"requests": {"nvidia.com/gpu": "2"}}}
-    checkout.edit_config("local", {"models": models})
-    result = checkout.make("up", "STACK=local", check=False)
+    checkout.edit_config("render", {"models": models})
+    result = checkout.make("render", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert re.search(r"\[mandatory\].*\bgpu-resources\b", output), output

@@ -1,4 +1,5 @@
-"""The real engine: `make up` of local converges and renders, previews pass the policy pack, bad objects are blocked."""
+"""The real engine: `make render` (the render stack) converges and renders, previews pass the policy pack, bad objects
+are blocked."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ PREBUILT = "registry.example.com/model-serving/server:1.0.0@sha256:" + "c" * 64
 
 
 def _rendered(project: Project) -> list[dict[str, Any]]:
-    root = project.path / "rendered" / "local"
+    root = project.path / "rendered" / "render"
     docs = []
     for path in sorted(root.rglob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -34,34 +35,36 @@ def _identity(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_up(project: Project) -> Project:
-    project.make("up", "STACK=local")
+def rendered(project: Project) -> Project:
+    project.make("render")  # pulumi up of the render stack
     return project
 
 
-def test_up_renders_one_valid_manifest_per_predicted_object(local_up: Project) -> None:
-    files = list((local_up.path / "rendered" / "local").rglob("*.yaml"))
-    docs = _rendered(local_up)
+def test_render_writes_one_valid_manifest_per_predicted_object(rendered: Project) -> None:
+    files = list((rendered.path / "rendered" / "render").rglob("*.yaml"))
+    docs = _rendered(rendered)
     assert len(files) == len(docs), "one manifest per object"
     for doc in docs:
         validate_object(doc)
-    predicted = {_identity(r.inputs) for r in run_stack("local").kubernetes_objects()}
+    predicted = {_identity(r.inputs) for r in run_stack("render").kubernetes_objects()}
     assert {_identity(d) for d in docs} == predicted
+    # A CPU-only stack: no GPU node pool (RuntimeClass, device plugin) among its manifests.
+    assert {d["kind"] for d in docs}.isdisjoint({"RuntimeClass", "DaemonSet", "ConfigMap", "NodePool"})
 
 
-def test_second_up_changes_nothing(local_up: Project) -> None:
-    result = local_up.pulumi("preview", "--stack", "local", "--expect-no-changes", "--json")
+def test_second_render_changes_nothing(rendered: Project) -> None:
+    result = rendered.pulumi("preview", "--stack", "render", "--expect-no-changes", "--json")
     summary = json.loads(result.stdout)
     assert set(summary["changeSummary"]) == {"same"}
-    local_up.make("up", "STACK=local")  # and a real second up converges too
+    rendered.make("render")  # and a real second up converges too
 
 
-def test_destroy_removes_the_rendered_files(project: Project, local_up: Project) -> None:
-    local_up.make("destroy", "STACK=local")
-    assert not list((local_up.path / "rendered" / "local").rglob("*.yaml"))
-    exported = json.loads(local_up.pulumi("stack", "export", "--stack", "local").stdout)
+def test_destroy_removes_the_rendered_files(project: Project, rendered: Project) -> None:
+    rendered.make("destroy", "STACK=render")
+    assert not list((rendered.path / "rendered" / "render").rglob("*.yaml"))
+    exported = json.loads(rendered.pulumi("stack", "export", "--stack", "render").stdout)
     assert not exported["deployment"].get("resources")
-    local_up.make("up", "STACK=local")  # leave it as make up would
+    rendered.make("render")  # leave it as make render would
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from components import plans
+from components.config import parse_stack_config
 from tests.harness import ROOT, run_stack
 from tests.kube_checks import validate_object
 from tests.project import cli_available as _cli_available
@@ -165,10 +167,13 @@ def test_up_renders_what_the_python_program_renders_for_the_same_config(yaml_sta
     model = dict(resources_["minilm"]["properties"])
     pool = model.pop("gpuPool")
     assert resources_["gpu"]["properties"] == pool, "the example gives both components the same pool"
-    program = run_stack(
-        "local", config={"model-serving:gpuPool": pool, "model-serving:models": [{"name": "minilm", **model}]}
-    )
+    config = {"gpuPool": pool, "models": [{"name": "minilm", **model}]}
+    program = run_stack("render", config={f"model-serving:{k}": v for k, v in config.items()})
     expected = {_identity(r.inputs): _prune(r.inputs) for r in program.kubernetes_objects()}
+    # The example declares its GpuNodePool itself; the program registers the pool only for a stack that needs it
+    # (a GPU model or Karpenter), which this CPU model's is not: the pool's objects are those of its plan.
+    assert not parse_stack_config(config).needs_gpu_pool
+    expected |= {_identity(s.obj): _prune(s.obj) for s in plans.gpu_node_pool(parse_stack_config(config).gpu_pool)}
     assert set(rendered) == set(expected)
     for identity, obj in expected.items():
         assert _prune(rendered[identity]) == obj, identity

@@ -118,9 +118,10 @@ def test_config_file_is_valid_for_the_cli_and_the_rules(path: Path) -> None:
 
 def test_stack_configs_differ_where_intended() -> None:
     configs = {p.stem: json.loads(p.read_text()) for p in CONFIGS}
-    assert set(configs) == {"local", "dev", "prod", "e2e"}
+    assert set(configs) == {"local", "render", "dev", "prod", "e2e"}
     assert configs["prod"]["container-images"]["requireDigest"] is True
     assert configs["e2e"] == configs["prod"], "the end-to-end stack is checked as production is"
+    assert configs["render"] == configs["local"], "the render stack renders what the local stack deploys"
     assert configs["dev"]["container-images"]["requireDigest"] is False
     assert configs["local"]["container-images"]["requireDigest"] is False
     for stack, config in configs.items():

@@ -62,6 +62,19 @@ def test_the_pack_sees_a_bad_patch_in_a_shipped_stack() -> None:
     assert any(v.policy_name == "container-limit-request-ratio" and v.blocking for v in found), found
 
 
+def test_models_placed_on_nodes_of_their_own_pass_the_pack() -> None:
+    """A GPU model's nodeSelector and tolerations join the pool's (gpu-scheduling still sees the GPU taint
+    tolerated and GPU nodes selected); the local stack's CPU model tolerates only its own node's taint."""
+    from tests.harness import stack_config
+
+    config = stack_config("prod")
+    config["model-serving:models"][0] |= {
+        "nodeSelector": {"topology.kubernetes.io/zone": "eu-west-1a"},
+        "tolerations": [{"key": "dedicated", "value": "inference", "effect": "NoSchedule"}],
+    }
+    assert findings("prod", run_stack("prod", config=config)) == []
+
+
 def test_mig_passes_the_pack_through_the_device_plugins_declared_exemption() -> None:
     """MIG gives the device plugin SYS_ADMIN (as NVIDIA's chart does): the pod-security exemption each config
     declares for the plugin covers it, and names the capability; without the exemption the pack blocks it."""

@@ -118,7 +118,7 @@ def test_the_hpa_validates_against_the_schema(m: ModelConfig) -> None:
 
 
 def test_there_is_no_hpa_without_autoscaling() -> None:
-    m = model("local")
+    m = model("render")
     assert specs.autoscaler(m) is None
     with pytest.raises(ValueError, match="no autoscaling"):
         run_components(lambda: Autoscaler(m.name, AutoscalerArgs(model=m)))

@@ -33,25 +33,25 @@ class Mistake:
 
 MISTAKES = [
     # wrong types
-    Mistake("replicas-a-word", "local", {"models[0].replicas": "two"}, "models[0].replicas"),
-    Mistake("replicas-a-boolean", "local", {"models[0].replicas": True}, "models[0].replicas"),
-    Mistake("hub-token-flag-a-word", "local", {"models[0].hubToken": "yes"}, "models[0].hubToken"),
-    Mistake("cpu-a-float", "local", {"models[0].resources.cpu": 0.5}, "models[0].resources.cpu"),
-    Mistake("memory-not-a-quantity", "local", {"models[0].resources.memory": "16GB"}, "models[0].resources.memory"),
-    Mistake("memory-nan", "local", {"models[0].resources.memory": "NaN"}, "models[0].resources.memory"),
-    Mistake("shm-infinite", "local", {"models[0].shmSize": "Infinity"}, "models[0].shmSize"),
-    Mistake("pool-a-list", "local", {"gpuPool": ["gpu"]}, "gpuPool"),
-    Mistake("models-an-object", "local", {"models": {"name": "minilm"}}, "models"),
-    Mistake("models-not-json", "local", {"models": "[oops"}, "models", also=("not valid JSON",)),
-    Mistake("env-value-a-number", "local", {"models[0].env": {"WORKERS": 4}}, "models[0].env.WORKERS"),
+    Mistake("replicas-a-word", "render", {"models[0].replicas": "two"}, "models[0].replicas"),
+    Mistake("replicas-a-boolean", "render", {"models[0].replicas": True}, "models[0].replicas"),
+    Mistake("hub-token-flag-a-word", "render", {"models[0].hubToken": "yes"}, "models[0].hubToken"),
+    Mistake("cpu-a-float", "render", {"models[0].resources.cpu": 0.5}, "models[0].resources.cpu"),
+    Mistake("memory-not-a-quantity", "render", {"models[0].resources.memory": "16GB"}, "models[0].resources.memory"),
+    Mistake("memory-nan", "render", {"models[0].resources.memory": "NaN"}, "models[0].resources.memory"),
+    Mistake("shm-infinite", "render", {"models[0].shmSize": "Infinity"}, "models[0].shmSize"),
+    Mistake("pool-a-list", "render", {"gpuPool": ["gpu"]}, "gpuPool"),
+    Mistake("models-an-object", "render", {"models": {"name": "minilm"}}, "models"),
+    Mistake("models-not-json", "render", {"models": "[oops"}, "models", also=("not valid JSON",)),
+    Mistake("env-value-a-number", "render", {"models[0].env": {"WORKERS": 4}}, "models[0].env.WORKERS"),
     Mistake(
         "cache-outgrows-ephemeral-storage",
-        "local",
+        "render",
         {"models[0].modelCache.size": "30Gi"},
         "models[0].resources.ephemeralStorage",
         also=("30Gi",),
     ),
-    Mistake("resources-a-list", "local", {"models[0].resources": []}, "models[0].resources"),
+    Mistake("resources-a-list", "render", {"models[0].resources": []}, "models[0].resources"),
     Mistake("autoscaling-false", "dev", {"models[0].autoscaling": False}, "models[0].autoscaling"),
     Mistake(
         "disruption-budget-over-100",
@@ -60,17 +60,17 @@ MISTAKES = [
         "gpuPool.karpenter.disruptionBudgetNodes",
     ),
     # negatives and ranges
-    Mistake("gpus-negative", "local", {"models[0].resources.gpus": -1}, "models[0].resources.gpus", also=("-1",)),
-    Mistake("gpus-fractional", "local", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", also=("0.5",)),
-    Mistake("cpu-negative", "local", {"models[0].resources.cpu": "-2"}, "models[0].resources.cpu"),
-    Mistake("service-port-too-high", "local", {"models[0].service.port": 70000}, "models[0].service.port"),
-    Mistake("container-port-zero", "local", {"models[0].port": 0}, "models[0].port"),
+    Mistake("gpus-negative", "render", {"models[0].resources.gpus": -1}, "models[0].resources.gpus", also=("-1",)),
+    Mistake("gpus-fractional", "render", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", also=("0.5",)),
+    Mistake("cpu-negative", "render", {"models[0].resources.cpu": "-2"}, "models[0].resources.cpu"),
+    Mistake("service-port-too-high", "render", {"models[0].service.port": 70000}, "models[0].service.port"),
+    Mistake("container-port-zero", "render", {"models[0].port": 0}, "models[0].port"),
     Mistake(
-        "load-time-too-short", "local", {"models[0].probes.modelLoadSeconds": 5}, "models[0].probes.modelLoadSeconds"
+        "load-time-too-short", "render", {"models[0].probes.modelLoadSeconds": 5}, "models[0].probes.modelLoadSeconds"
     ),
     Mistake(
         "no-time-slicing",
-        "local",
+        "render",
         {"gpuPool.devicePlugin.timeSlicingReplicas": 0},
         "gpuPool.devicePlugin.timeSlicingReplicas",
     ),
@@ -83,31 +83,31 @@ MISTAKES = [
     ),
     Mistake("max-replicas-zero", "dev", {"models[0].autoscaling.maxReplicas": 0}, "models[0].autoscaling.maxReplicas"),
     # names
-    Mistake("engine-unknown", "local", {"models[0].engine": "tgi"}, "models[0].engine", also=("server, vllm",)),
-    Mistake("name-underscore", "local", {"models[0].name": "mini_lm"}, "models[0].name", also=("'mini_lm'",)),
-    Mistake("name-capitals", "local", {"models[0].name": "MiniLM"}, "models[0].name"),
-    Mistake("name-too-long", "local", {"models[0].name": "m" * 64}, "models[0].name"),
+    Mistake("engine-unknown", "render", {"models[0].engine": "tgi"}, "models[0].engine", also=("server, vllm",)),
+    Mistake("name-underscore", "render", {"models[0].name": "mini_lm"}, "models[0].name", also=("'mini_lm'",)),
+    Mistake("name-capitals", "render", {"models[0].name": "MiniLM"}, "models[0].name"),
+    Mistake("name-too-long", "render", {"models[0].name": "m" * 64}, "models[0].name"),
     Mistake("name-duplicate", "prod", {"models[1].name": "llama-3-1-8b"}, "models[1].name", also=("models[0].name",)),
-    Mistake("model-id-missing", "local", {"models[0].modelId": DELETE}, "models[0].modelId"),
-    Mistake("env-name-dash", "local", {"models[0].env": {"MY-VAR": "1"}}, "models[0].env.MY-VAR"),
-    Mistake("env-name-digit", "local", {"models[0].env": {"1VAR": "1"}}, "models[0].env.1VAR"),
+    Mistake("model-id-missing", "render", {"models[0].modelId": DELETE}, "models[0].modelId"),
+    Mistake("env-name-dash", "render", {"models[0].env": {"MY-VAR": "1"}}, "models[0].env.MY-VAR"),
+    Mistake("env-name-digit", "render", {"models[0].env": {"1VAR": "1"}}, "models[0].env.1VAR"),
     # images
-    Mistake("image-missing", "local", {"models[0].image": {}}, "models[0].image", also=("exactly one of ref",)),
+    Mistake("image-missing", "render", {"models[0].image": {}}, "models[0].image", also=("exactly one of ref",)),
     Mistake(
         "image-ref-and-build",
-        "local",
+        "render",
         {"models[0].image.build": {"imageName": "registry.example.com/model-serving/server:0.2.0"}},
         "models[0].image",
     ),
     Mistake(
         "image-latest",
-        "local",
+        "render",
         {"models[0].image.ref": "registry.example.com/model-serving/server:latest"},
         "models[0].image.ref",
     ),
     Mistake(
         "image-untagged",
-        "local",
+        "render",
         {"models[0].image.ref": "registry.example.com/model-serving/server"},
         "models[0].image.ref",
     ),
@@ -125,16 +125,16 @@ MISTAKES = [
     ),
     Mistake(
         "device-plugin-latest",
-        "local",
+        "render",
         {"gpuPool.devicePlugin.image": "nvcr.io/nvidia/k8s-device-plugin:latest"},
         "gpuPool.devicePlugin.image",
     ),
     Mistake(
-        "patch-the-image", "local", {"models[0].containerPatch": {"image": "evil:1"}}, "models[0].containerPatch.image"
+        "patch-the-image", "render", {"models[0].containerPatch": {"image": "evil:1"}}, "models[0].containerPatch.image"
     ),
     Mistake(
         "patch-removes-the-memory-limit",
-        "local",
+        "render",
         {"models[0].containerPatch": {"resources": {"limits": {"memory": None}}}},
         "models[0].containerPatch.resources.limits.memory",
     ),
@@ -146,7 +146,7 @@ MISTAKES = [
         also=("engine server runs on CPU only",),
     ),
     # typos
-    Mistake("typo-model-key", "local", {"models[0].replica": 2}, "models[0].replica", also=("not a known key",)),
+    Mistake("typo-model-key", "render", {"models[0].replica": 2}, "models[0].replica", also=("not a known key",)),
     Mistake("typo-autoscaling-key", "dev", {"models[0].autoscaling.maxReplica": 3}, "models[0].autoscaling.maxReplica"),
     Mistake("typo-pool-key", "dev", {"gpuPool.gpuBugdet": 2}, "gpuPool.gpuBugdet"),
     Mistake(
@@ -157,13 +157,13 @@ MISTAKES = [
     ),
     Mistake("typo-top-level-key", "dev", {"gpupool": {"gpuBudget": 2}}, "gpupool", also=("not a known key",)),
     # structure
-    Mistake("models-empty", "local", {"models": []}, "models"),
-    Mistake("model-namespace-default", "local", {"models[0].namespace": "default"}, "models[0].namespace"),
-    Mistake("model-namespace-kube-system", "local", {"models[0].namespace": "kube-system"}, "models[0].namespace"),
-    Mistake("stack-namespace-default", "local", {"namespace": "default"}, "namespace"),
+    Mistake("models-empty", "render", {"models": []}, "models"),
+    Mistake("model-namespace-default", "render", {"models[0].namespace": "default"}, "models[0].namespace"),
+    Mistake("model-namespace-kube-system", "render", {"models[0].namespace": "kube-system"}, "models[0].namespace"),
+    Mistake("stack-namespace-default", "render", {"namespace": "default"}, "namespace"),
     Mistake(
         "model-namespace-is-the-device-plugins",
-        "local",
+        "render",
         {"models[0].namespace": "nvidia-device-plugin"},
         "models[0].namespace",
     ),
@@ -207,12 +207,12 @@ MISTAKES = [
         "gpuPool.karpenter.capacityTypes[0]",
     ),
     Mistake(
-        "taint-effect", "local", {"gpuPool.taint.effect": "NoScheduel"}, "gpuPool.taint.effect", also=("NoExecute",)
+        "taint-effect", "render", {"gpuPool.taint.effect": "NoScheduel"}, "gpuPool.taint.effect", also=("NoExecute",)
     ),
-    Mistake("gpu-memory-not-a-size", "local", {"gpuPool.gpuMemory": "eighty"}, "gpuPool.gpuMemory"),
+    Mistake("gpu-memory-not-a-size", "render", {"gpuPool.gpuMemory": "eighty"}, "gpuPool.gpuMemory"),
     Mistake(
         "gpus-too-few-for-70b",
-        "local",
+        "render",
         {"models[0].architecture": LLAMA_70B, "models[0].engine": "vllm", "models[0].resources.gpus": 1},
         "models[0].resources.gpus",
         also=("models[0].resources.gpus is 1", "models[0].architecture", "at least 2 GPUs", "80Gi"),
@@ -223,7 +223,7 @@ MISTAKES = [
     # rollout and storage
     Mistake(
         "rollout-never-starts",
-        "local",
+        "render",
         {"models[0].rollout": {"maxSurge": 0, "maxUnavailable": 0}},
         "models[0].rollout.maxUnavailable",
     ),
@@ -235,12 +235,12 @@ MISTAKES = [
     ),
     Mistake(
         "rwo-cache-with-surge",
-        "local",
+        "render",
         {"models[0].modelCache": {"type": "pvc", "accessMode": "ReadWriteOncePod"}, "models[0].rollout.maxSurge": 1},
         "models[0].modelCache.accessMode",
     ),
     # service
-    Mistake("service-type-unknown", "local", {"models[0].service.type": "Ingress"}, "models[0].service.type"),
+    Mistake("service-type-unknown", "render", {"models[0].service.type": "Ingress"}, "models[0].service.type"),
     Mistake(
         "source-range-bad-prefix",
         "dev",
@@ -261,13 +261,13 @@ MISTAKES = [
     ),
     Mistake(
         "source-ranges-on-cluster-ip",
-        "local",
+        "render",
         {"models[0].service.sourceRanges": ["10.0.0.0/8"]},
         "models[0].service.sourceRanges",
     ),
     Mistake(
         "annotation-key-invalid",
-        "local",
+        "render",
         {"models[0].service.annotations": {"bad key!": "x"}},
         "models[0].service.annotations.bad key!",
     ),
@@ -311,7 +311,60 @@ MISTAKES = [
     ),
     Mistake("registry-password-missing", "prod", {}, "models[1].image.build.registry", secrets=HUB_ONLY),
     Mistake(
-        "image-override-latest", "local", {"imageRefOverride": "registry.example.com/x:latest"}, "imageRefOverride"
+        "image-override-latest", "render", {"imageRefOverride": "registry.example.com/x:latest"}, "imageRefOverride"
+    ),
+    # placement (the local stack sets a nodeSelector and a toleration of its node)
+    Mistake(
+        "toleration-effect-typo",
+        "local",
+        {"models[0].tolerations[0].effect": "NoScheduel"},
+        "models[0].tolerations[0].effect",
+        also=("NoSchedule, PreferNoSchedule, NoExecute",),
+    ),
+    Mistake(
+        "toleration-without-key", "local", {"models[0].tolerations[0].key": DELETE}, "models[0].tolerations[0].key"
+    ),
+    Mistake(
+        "toleration-operator-unknown",
+        "local",
+        {"models[0].tolerations[0].operator": "In"},
+        "models[0].tolerations[0].operator",
+    ),
+    Mistake(
+        "toleration-exists-with-a-value",
+        "local",
+        {"models[0].tolerations[0].operator": "Exists"},
+        "models[0].tolerations[0].value",
+        also=("only applies to operator Equal",),
+    ),
+    Mistake("tolerations-an-object", "local", {"models[0].tolerations": {"key": "a"}}, "models[0].tolerations"),
+    Mistake(
+        "node-selector-value-invalid",
+        "local",
+        {"models[0].nodeSelector": {"model-serving.dev/node": "not a label value"}},
+        "models[0].nodeSelector.model-serving.dev/node",
+    ),
+    Mistake(
+        "cpu-model-tolerates-the-gpu-taint",
+        "local",
+        {"models[0].tolerations[0]": {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}},
+        "models[0].tolerations[0]",
+        also=("nvidia.com/gpu:NoSchedule",),
+    ),
+    Mistake(
+        "gpu-model-selects-other-nodes",
+        "prod",
+        {"models[0].nodeSelector": {"nvidia.com/gpu.present": "false"}},
+        "models[0].nodeSelector.nvidia.com/gpu.present",
+        also=("conflicts with gpuPool.nodeSelector.nvidia.com/gpu.present",),
+    ),
+    # the image lock (read by the program, relative to the project; the harness keeps .cluster/ paths away)
+    Mistake(
+        "image-lock-missing",
+        "local",
+        {"imageLock": "no-such-directory/images.json"},
+        "imageLock",
+        also=("no-such-directory/images.json does not exist", "make cluster-up writes .cluster/images.json"),
     ),
 ]
 
@@ -375,13 +428,30 @@ def test_the_stacks_the_mistakes_start_from_run_to_completion(stack: str) -> Non
             "models[0].autoscaling.maxReplicas",
             "models[0].autoscaling.maxReplicas must be >= minReplicas (got 1 < 2)",
         ),
-        ("local", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", "must be a whole number (got 0.5)"),
-        ("local", {"models[0].resources.gpus": 17}, "models[0].resources.gpus", "must be <= 16 (got 17)"),
-        ("local", {"models[0].name": "Mini_LM"}, "models[0].name", "must be a DNS-1123 label"),
+        ("render", {"models[0].resources.gpus": 0.5}, "models[0].resources.gpus", "must be a whole number (got 0.5)"),
+        ("render", {"models[0].resources.gpus": 17}, "models[0].resources.gpus", "must be <= 16 (got 17)"),
+        ("render", {"models[0].name": "Mini_LM"}, "models[0].name", "must be a DNS-1123 label"),
         ("prod", {"models[1].namespace": "prod-llama-3-1-8b"}, "models[1].namespace", "duplicates models[0]"),
-        ("local", {"models[0].service.port": 0}, "models[0].service.port", "must be >= 1 (got 0)"),
-        ("local", {"models[0].resources.cpu": "NaN"}, "models[0].resources.cpu", "is not a Kubernetes quantity"),
-        ("local", {"models[0].resources.memory": "١٦Gi"}, "models[0].resources.memory", "is not a Kubernetes quantity"),
+        ("render", {"models[0].service.port": 0}, "models[0].service.port", "must be >= 1 (got 0)"),
+        ("render", {"models[0].resources.cpu": "NaN"}, "models[0].resources.cpu", "is not a Kubernetes quantity"),
+        (
+            "render",
+            {"models[0].resources.memory": "١٦Gi"},
+            "models[0].resources.memory",
+            "is not a Kubernetes quantity",
+        ),
+        (
+            "local",
+            {"models[0].tolerations": [{"key": "a", "effect": "NoSchedule"}, {"key": "b", "effect": "Never"}]},
+            "models[0].tolerations[1].effect",
+            "must be one of NoSchedule, PreferNoSchedule, NoExecute (got 'Never')",
+        ),
+        (
+            "local",
+            {"models[0].nodeSelector": {"Not A Key": "local"}},
+            "models[0].nodeSelector.Not A Key",
+            "is not a valid name",
+        ),
     ],
 )
 def test_parse_errors_carry_the_key_path(stack: str, edits: dict[str, Any], path: str, message: str) -> None:
@@ -405,7 +475,7 @@ def test_parse_needs_the_secrets_the_config_asks_for() -> None:
 
 @pytest.mark.parametrize("quantity", ["4", "500m", "16Gi", "1.5", "2e3", "1E"])
 def test_kubernetes_quantities_are_accepted(quantity: str) -> None:
-    config = parse_stack_config(raw_config("local", {"models[0].resources.cpu": quantity}))
+    config = parse_stack_config(raw_config("render", {"models[0].resources.cpu": quantity}))
     assert config.models[0].resources.cpu == quantity
 
 
@@ -440,8 +510,11 @@ PATHS = [
     "models[0].rollout",
     "models[0].service",
     "models[0].service.sourceRanges",
+    "models[0].nodeSelector",
+    "models[0].tolerations",
     "models[1].image.build",
     "models[1].image.build.cacheFrom",
+    "imageLock",
 ]
 _SCALARS = st.one_of(
     st.none(),
@@ -467,5 +540,5 @@ def test_any_value_at_any_key_is_accepted_or_named(path: str, value: Any) -> Non
         parse_stack_config(raw, has_hub_token=True, has_registry_password=True)
     except ConfigError as error:
         # The message starts with a key path rooted in the config, never a Python traceback.
-        assert re.match(r"^(namespace|gpuPool|models|imageRefOverride)\b", error.path), error.path
+        assert re.match(r"^(namespace|gpuPool|models|imageRefOverride|imageLock)\b", error.path), error.path
         assert str(error).startswith(error.path)

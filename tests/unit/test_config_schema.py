@@ -11,7 +11,7 @@ import pytest
 
 from components.config import ENGINES, ConfigError, GpuPoolConfig, ModelConfig, StackConfig, parse_stack_config
 from components.config import docs as config_docs
-from components.config.declare import EMPTY, REQUIRED, Block, Derived
+from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived
 from components.config.errors import Problems
 from components.config.kinds import INVALID
 from tests.harness import STACKS, run_stack_failure
@@ -41,6 +41,9 @@ def test_every_key_is_documented_and_every_default_is_a_value_of_its_kind(top: t
         assert k.doc, path
         if k.default in (REQUIRED, EMPTY, None) or isinstance(k.default, Derived) or isinstance(k.kind, Block):
             continue
+        if isinstance(k.kind, BlockList):  # read by the reader (its items are blocks): only an empty default
+            assert k.default == () and k.kind.may_be_empty, path
+            continue
         problems = Problems()
         value = list(k.default) if isinstance(k.default, tuple) else k.default
         assert k.kind.read(value, path, problems) is not INVALID, problems.found
@@ -51,7 +54,7 @@ def test_every_key_is_documented_and_every_default_is_a_value_of_its_kind(top: t
 
 def test_a_cpu_engine_that_asks_for_gpus_is_a_mistake_naming_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
-        typed("local", {"models[0].resources.gpus": 1})
+        typed("render", {"models[0].resources.gpus": 1})
     assert str(caught.value) == "models[0].resources.gpus must be 0: engine server runs on CPU only (got 1)"
 
 
@@ -65,14 +68,15 @@ def test_a_gpu_engine_needs_a_gpu() -> None:
 def test_architecture_sizes_gpu_engines_only() -> None:
     with pytest.raises(ConfigError) as caught:
         typed(
-            "local", {"models[0].architecture": {"params": 1e8, "layers": 6, "heads": 12, "kvHeads": 12, "headDim": 32}}
+            "render",
+            {"models[0].architecture": {"params": 1e8, "layers": 6, "heads": 12, "kvHeads": 12, "headDim": 32}},
         )
     assert caught.value.path == "models[0].architecture"
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_gpus_default_to_what_the_engine_uses(engine: str) -> None:
-    m = model("local", edits={"models[0].engine": engine})
+    m = model("render", edits={"models[0].engine": engine})
     assert m.resources.gpus == (1 if ENGINES[engine].uses_gpus else 0)
 
 
@@ -95,7 +99,7 @@ def test_autoscaling_defaults_follow_the_engine() -> None:
 
 def test_probe_budgets_follow_the_engine() -> None:
     for engine, spec in ENGINES.items():
-        m = model("local", edits={"models[0].engine": engine, "models[0].probes": DELETE})
+        m = model("render", edits={"models[0].engine": engine, "models[0].probes": DELETE})
         assert m.probes.model_load_seconds == spec.model_load_seconds
         assert m.port == spec.port
 
@@ -119,7 +123,7 @@ def test_probe_budgets_follow_the_engine() -> None:
 )
 def test_a_patch_cannot_remove_resources_probes_or_the_security_context(patch: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        typed("local", {"models[0].containerPatch": patch})
+        typed("render", {"models[0].containerPatch": patch})
     assert caught.value.path == f"models[0].containerPatch.{key}"
     assert "resources, probes and security context" in str(caught.value)
 
@@ -132,7 +136,7 @@ def test_a_patch_may_still_change_them_and_remove_anything_else() -> None:
         "lifecycle": None,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    assert model("local", edits={"models[0].containerPatch": patch}).container_patch == patch
+    assert model("render", edits={"models[0].containerPatch": patch}).container_patch == patch
 
 
 # --- every mistake at once (issue 12, item 9) -----------------------------------------------------

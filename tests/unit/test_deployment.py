@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components import plans, specs
-from components.config import ModelConfig
+from components.config import ConfigError, ModelConfig
 from components.deployment import ModelDeployment, ModelDeploymentArgs
 from tests.kube_checks import validate_object
 from tests.unit.mocking import Components, model, run_components, typed
@@ -42,7 +42,7 @@ def _container(m: ModelConfig) -> dict[str, Any]:
 
 LLAMA = model("prod", "llama-3-1-8b")  # vllm, sized from its architecture, hub token, RWX cache, HPA 2-4
 EMBEDDINGS = model("prod", "embeddings")  # server engine, emptyDir cache, HPA 2-3
-MINILM = model("local")  # one fixed replica, no HPA
+MINILM = model("render")  # one fixed replica, no HPA
 MODELS = pytest.mark.parametrize("m", [LLAMA, EMBEDDINGS, MINILM], ids=lambda m: m.name)
 
 
@@ -73,7 +73,7 @@ def test_resources_follow_the_config_and_the_sizing() -> None:
 
 
 def test_several_gpus_per_replica_are_one_limit_and_tensor_parallel_args() -> None:
-    m = model("local", edits={"models[0].resources.gpus": 4, "models[0].engine": "vllm"})
+    m = model("render", edits={"models[0].resources.gpus": 4, "models[0].engine": "vllm"})
     assert _container(m)["resources"]["limits"][GPU] == "4"
     args = _container(m)["args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
@@ -81,8 +81,8 @@ def test_several_gpus_per_replica_are_one_limit_and_tensor_parallel_args() -> No
 
 def test_the_gpu_resource_name_comes_from_the_pool() -> None:
     edits = {"gpuPool.gpuResourceName": "amd.com/gpu", "models[0].engine": "vllm"}
-    m = model("local", edits=edits)
-    resources = specs.deployment(m, IMAGE, _scheduling("local", edits))["spec"]["template"]["spec"]["containers"][0][
+    m = model("render", edits=edits)
+    resources = specs.deployment(m, IMAGE, _scheduling("render", edits))["spec"]["template"]["spec"]["containers"][0][
         "resources"
     ]
     assert resources["limits"]["amd.com/gpu"] == "1"
@@ -97,11 +97,72 @@ def test_gpu_pods_land_on_the_pool_and_tolerate_its_taint() -> None:
 
 
 def test_a_cpu_only_model_asks_for_no_gpu_and_no_gpu_node() -> None:
-    m = model("local", edits={"models[0].resources.gpus": 0})
+    m = model("render", edits={"models[0].resources.gpus": 0})
     pod = _pod(m)
     assert GPU not in pod["containers"][0]["resources"]["limits"]
     for key in ("nodeSelector", "tolerations", "runtimeClassName"):
         assert key not in pod
+
+
+# --- placement: the model's nodeSelector and tolerations ------------------------------------------
+
+NODE = {"model-serving.dev/node": "local"}
+NODE_TOLERATION = {"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}
+PLACED = {"models[0].nodeSelector": NODE, "models[0].tolerations": [NODE_TOLERATION]}
+
+
+def test_a_cpu_model_lands_where_its_own_node_selector_and_tolerations_say() -> None:
+    pod = _pod(model("render", edits=PLACED))
+    assert pod["nodeSelector"] == NODE
+    assert pod["tolerations"] == [NODE_TOLERATION]
+    assert "runtimeClassName" not in pod
+
+
+def test_a_toleration_defaults_to_equal_and_leaves_an_unset_value_out() -> None:
+    m = model("render", edits={"models[0].tolerations": [{"key": "dedicated", "effect": "NoExecute"}]})
+    assert _pod(m)["tolerations"] == [{"key": "dedicated", "operator": "Equal", "effect": "NoExecute"}]
+    exists = model(
+        "render", edits={"models[0].tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]}
+    )
+    assert _pod(exists)["tolerations"] == [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_a_gpu_model_adds_its_placement_to_the_pools() -> None:
+    m = model(
+        "prod", "llama-3-1-8b", edits={"models[0].nodeSelector": NODE, "models[0].tolerations": [NODE_TOLERATION]}
+    )
+    pod = _pod(m)
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true", **NODE}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},  # the pool's first
+        NODE_TOLERATION,
+    ]
+    assert pod["runtimeClassName"] == "nvidia"
+
+
+def test_a_gpu_model_may_repeat_the_pools_placement_without_duplicates() -> None:
+    pool_toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    edits = {"models[0].nodeSelector": {"nvidia.com/gpu.present": "true"}, "models[0].tolerations": [pool_toleration]}
+    pod = _pod(model("prod", "llama-3-1-8b", edits=edits))
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [pool_toleration]
+
+
+def test_a_gpu_models_node_selector_never_overrides_the_pools() -> None:
+    """The config names the key (models[i].nodeSelector.<label>); the builder refuses callers that bypass it."""
+    with pytest.raises(ConfigError) as caught:
+        typed("prod", {"models[0].nodeSelector": {"nvidia.com/gpu.present": "false"}})
+    assert caught.value.path == "models[0].nodeSelector.nvidia.com/gpu.present"
+    m = model("prod", "llama-3-1-8b")
+    other_pool = dataclasses.replace(_scheduling(), node_selector={"gpu": "a100"})
+    m = dataclasses.replace(m, node_selector={"gpu": "h100"})
+    with pytest.raises(ValueError, match=r"model 'llama-3-1-8b': nodeSelector gpu conflicts with the GPU pool"):
+        specs.deployment(m, IMAGE, other_pool)
+
+
+def test_placed_deployments_validate_against_the_schema() -> None:
+    validate_object(_deployment(model("render", edits=PLACED)))
+    validate_object(_deployment(model("prod", "llama-3-1-8b", edits=PLACED)))
 
 
 # --- probes ---------------------------------------------------------------------------------------
@@ -133,7 +194,7 @@ def test_the_startup_probe_waits_for_the_model_to_load(m: ModelConfig) -> None:
 @settings(max_examples=40, deadline=None)
 @given(load=st.integers(min_value=10, max_value=4 * 3600), period=st.integers(min_value=1, max_value=300))
 def test_the_startup_budget_covers_any_configured_load_time(load: int, period: int) -> None:
-    m = model("local", edits={"models[0].probes": {"modelLoadSeconds": load, "periodSeconds": period}})
+    m = model("render", edits={"models[0].probes": {"modelLoadSeconds": load, "periodSeconds": period}})
     startup = _container(m)["startupProbe"]
     assert startup["periodSeconds"] == period
     assert _startup_budget(startup) >= load
@@ -141,8 +202,8 @@ def test_the_startup_budget_covers_any_configured_load_time(load: int, period: i
 
 
 def test_vllm_gets_a_longer_default_load_budget_than_the_server() -> None:
-    vllm = model("local", edits={"models[0].engine": "vllm", "models[0].probes": {}})
-    server = model("local", edits={"models[0].probes": {}})
+    vllm = model("render", edits={"models[0].engine": "vllm", "models[0].probes": {}})
+    server = model("render", edits={"models[0].probes": {}})
     assert _startup_budget(_container(vllm)["startupProbe"]) >= 1800
     assert _startup_budget(_container(server)["startupProbe"]) >= 600
 
@@ -168,9 +229,9 @@ def test_shared_memory_is_a_sized_memory_empty_dir(m: ModelConfig) -> None:
 
 
 def test_shared_memory_size_follows_the_config_and_the_gpu_count() -> None:
-    assert _volumes(model("local", edits={"models[0].shmSize": "4Gi"}))["dshm"]["emptyDir"]["sizeLimit"] == "4Gi"
+    assert _volumes(model("render", edits={"models[0].shmSize": "4Gi"}))["dshm"]["emptyDir"]["sizeLimit"] == "4Gi"
     two_gpus = {"models[0].resources.gpus": 2, "models[0].engine": "vllm"}
-    assert _volumes(model("local", edits=two_gpus))["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
+    assert _volumes(model("render", edits=two_gpus))["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
 
 
 def test_a_pvc_cache_mounts_the_claim_the_component_creates() -> None:
@@ -191,7 +252,7 @@ def test_an_empty_dir_cache_has_its_size_limit_and_no_claim() -> None:
     mount = _mounts(MINILM)[specs.CACHE_DIR]
     assert _volumes(MINILM)[mount["name"]]["emptyDir"] == {"sizeLimit": "2Gi"}
     resized = model(
-        "local", edits={"models[0].modelCache": {"size": "50Gi"}, "models[0].resources.ephemeralStorage": "60Gi"}
+        "render", edits={"models[0].modelCache": {"size": "50Gi"}, "models[0].resources.ephemeralStorage": "60Gi"}
     )
     assert _volumes(resized)["model-cache"]["emptyDir"] == {"sizeLimit": "50Gi"}
 
@@ -282,7 +343,7 @@ def test_the_default_rollout_frees_a_gpu_before_asking_for_one() -> None:
 
 
 def test_the_rollout_follows_the_config() -> None:
-    m = model("local", edits={"models[0].rollout": {"maxSurge": 1, "maxUnavailable": 0}})
+    m = model("render", edits={"models[0].rollout": {"maxSurge": 1, "maxUnavailable": 0}})
     assert _deployment(m)["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
@@ -302,15 +363,15 @@ def test_replicas_are_left_to_the_hpa_when_autoscaling() -> None:
 
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_replicas_are_set_without_autoscaling(replicas: int) -> None:
-    m = model("local", edits={"models[0].replicas": replicas})
-    assert _deployment(m, "local")["spec"]["replicas"] == replicas
+    m = model("render", edits={"models[0].replicas": replicas})
+    assert _deployment(m, "render")["spec"]["replicas"] == replicas
 
 
 @pytest.mark.parametrize(
     ("stack", "edits", "expected"),
     [
-        ("local", None, False),
-        ("local", {"models[0].replicas": 2}, True),
+        ("render", None, False),
+        ("render", {"models[0].replicas": 2}, True),
         ("dev", None, True),  # autoscaling 1..2
         ("dev", {"models[0].autoscaling.maxReplicas": 1}, False),
         ("prod", None, True),
@@ -358,7 +419,7 @@ def test_pods_are_annotated_for_prometheus_on_the_serving_port(m: ModelConfig) -
 
 
 def test_the_server_port_reaches_the_container_and_the_annotations() -> None:
-    m = model("local", edits={"models[0].port": 9000})
+    m = model("render", edits={"models[0].port": 9000})
     assert _container(m)["ports"][0]["containerPort"] == 9000
     assert {"name": "PORT", "value": "9000"} in _container(m)["env"]
 

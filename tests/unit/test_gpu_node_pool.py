@@ -265,7 +265,7 @@ def test_the_node_pool_disruption_and_node_class_follow_the_config() -> None:
 
 
 def test_there_is_no_node_pool_without_karpenter() -> None:
-    assert specs.karpenter_node_pool(_pool("local")) is None
+    assert specs.karpenter_node_pool(_pool("render")) is None
     assert specs.karpenter_node_pool(_pool("dev")) is None
 
 
@@ -347,6 +347,6 @@ def test_the_component_outputs_the_scheduling_contract_and_budget(prod_pool: Com
 
 
 def test_a_pool_without_the_device_plugin_or_karpenter_is_only_a_runtime_class() -> None:
-    run = _component("local", {"gpuPool.devicePlugin.enabled": False})
+    run = _component("render", {"gpuPool.devicePlugin.enabled": False})
     assert sorted(r.kind for r in run.kubernetes_objects()) == ["RuntimeClass"]
     assert run.built.gpu_budget is None

@@ -62,11 +62,11 @@ def test_every_namespaced_object_of_a_model_is_in_its_namespace(prod: Run) -> No
 
 
 def test_a_configured_namespace_is_used_but_never_default() -> None:
-    run = run_stack("local", config=stack_values("local", {"models[0].namespace": "team-a-inference"}))
+    run = run_stack("render", config=stack_values("render", {"models[0].namespace": "team-a-inference"}))
     assert run.outputs["minilm_namespace"] == "team-a-inference"
     deployment = run.one("kubernetes:apps/v1:Deployment", "minilm")
     assert deployment.inputs["metadata"]["namespace"] == "team-a-inference"
-    assert {r.name for r in run.of_type("kubernetes:core/v1:Namespace")} == {"team-a-inference", "nvidia-device-plugin"}
+    assert {r.name for r in run.of_type("kubernetes:core/v1:Namespace")} == {"team-a-inference"}  # no GPU pool's
 
 
 def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> None:
@@ -97,7 +97,7 @@ def test_the_model_service_composes_the_five_parts(prod: Run) -> None:
 
 
 def test_without_autoscaling_there_is_no_autoscaler() -> None:
-    run = run_stack("local")
+    run = run_stack("render")
     children = {r.type for r in run.resources if r.parent == run.one(SERVICE, "minilm").urn}
     assert "model-serving:index:Autoscaler" not in children
     assert "model-serving:index:ModelDeployment" in children

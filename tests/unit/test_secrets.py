@@ -77,7 +77,7 @@ def test_only_the_secret_paths_are_secret(prod: Run) -> None:
 
 
 def test_a_stack_that_needs_no_token_does_not_carry_one() -> None:
-    run = run_stack("local", secrets=SECRETS)
+    run = run_stack("render", secrets=SECRETS)
     for value in SECRETS.values():
         assert all(value not in json.dumps(r.inputs, default=str) for r in run.resources)
     assert not run.of_type(SECRET)

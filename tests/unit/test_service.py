@@ -17,12 +17,12 @@ COMPONENT = "model-serving:index:LoadBalancedService"
 INTERNAL = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
 
 LLAMA = model("prod", "llama-3-1-8b")
-MINILM = model("local")  # ClusterIP
+MINILM = model("render")  # ClusterIP
 SCHEDULING = specs.gpu_scheduling(typed("prod").gpu_pool)
 
 
-def _local(service: dict[str, Any], **more: Any) -> ModelConfig:
-    return model("local", edits={"models[0].service": service, **more})
+def _minilm(service: dict[str, Any], **more: Any) -> ModelConfig:
+    return model("render", edits={"models[0].service": service, **more})
 
 
 # --- Service ----------------------------------------------------------------------------------------
@@ -46,21 +46,21 @@ def test_a_cluster_ip_service_has_no_external_fields() -> None:
 
 
 def test_a_node_port_service_keeps_its_traffic_policy() -> None:
-    spec = specs.service(_local({"type": "NodePort", "externalTrafficPolicy": "Cluster"}))["spec"]
+    spec = specs.service(_minilm({"type": "NodePort", "externalTrafficPolicy": "Cluster"}))["spec"]
     assert spec["type"] == "NodePort"
     assert spec["externalTrafficPolicy"] == "Cluster"
     assert "loadBalancerSourceRanges" not in spec
 
 
 def test_client_ip_affinity_sets_its_timeout() -> None:
-    spec = specs.service(_local({"type": "ClusterIP", "sessionAffinity": "ClientIP"}))["spec"]
+    spec = specs.service(_minilm({"type": "ClusterIP", "sessionAffinity": "ClientIP"}))["spec"]
     assert spec["sessionAffinity"] == "ClientIP"
     assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
     assert specs.service(MINILM)["spec"]["sessionAffinity"] == "None"
 
 
 def test_several_source_ranges_keep_their_order() -> None:
-    m = _local({"type": "LoadBalancer", "sourceRanges": ["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"]})
+    m = _minilm({"type": "LoadBalancer", "sourceRanges": ["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"]})
     assert specs.service(m)["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"]
 
 
@@ -77,7 +77,7 @@ def test_the_service_targets_the_pods_named_port(m: ModelConfig) -> None:
 
 
 def test_the_service_port_is_independent_of_the_container_port() -> None:
-    m = _local({"type": "ClusterIP", "port": 8080}, **{"models[0].port": 9000})
+    m = _minilm({"type": "ClusterIP", "port": 8080}, **{"models[0].port": 9000})
     port = specs.service(m)["spec"]["ports"][0]
     assert (port["port"], port["targetPort"]) == (8080, "http")
 
@@ -95,12 +95,12 @@ def test_the_network_policy_admits_only_the_serving_port(m: ModelConfig) -> None
 
 
 def test_the_network_policy_follows_a_changed_container_port() -> None:
-    m = model("local", edits={"models[0].port": 9000})
+    m = model("render", edits={"models[0].port": 9000})
     assert specs.network_policy(m)["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
 
 
 def test_allow_from_limits_the_sources_too() -> None:
-    m = _local({"type": "ClusterIP", "allowFrom": ["10.1.0.0/16", "10.2.0.0/16"]})
+    m = _minilm({"type": "ClusterIP", "allowFrom": ["10.1.0.0/16", "10.2.0.0/16"]})
     (rule,) = specs.network_policy(m)["spec"]["ingress"]
     assert rule["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}, {"ipBlock": {"cidr": "10.2.0.0/16"}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": m.port}]
@@ -108,7 +108,7 @@ def test_allow_from_limits_the_sources_too() -> None:
 
 @pytest.mark.parametrize("service", [{"type": "ClusterIP"}, {"type": "NodePort", "sessionAffinity": "ClientIP"}])
 def test_service_and_policy_validate_against_the_schema(service: dict[str, Any]) -> None:
-    m = _local(service)
+    m = _minilm(service)
     validate_object(specs.service(m))
     validate_object(specs.network_policy(m))
     validate_object(specs.service(LLAMA))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
-from tests.harness import STACKS, Run, run_stack
+from tests.harness import ROOT, STACKS, TEST_IMAGE_LOCK, Run, run_stack
 from tests.kube_checks import check_name, manifest, validate_object
+from tests.unit.mocking import DELETE, stack_values, typed
 
 COMPONENT_TOKENS = {
     "model-serving:index:GpuNodePool",
@@ -25,7 +28,7 @@ def run(request: pytest.FixtureRequest) -> Run:
 
 
 def test_every_stack_file_is_covered() -> None:
-    assert set(STACKS) >= {"local", "dev", "prod"}
+    assert set(STACKS) >= {"local", "render", "dev", "prod"}
 
 
 def test_every_kubernetes_object_validates_against_the_1_31_schema(run: Run) -> None:
@@ -80,23 +83,52 @@ def _kinds(run: Run) -> Counter[str]:
     return Counter(r.kind for r in run.kubernetes_objects())
 
 
-def test_local_stack_graph() -> None:
-    run = run_stack("local")
-    assert _kinds(run) == {
-        "Namespace": 2,
-        "RuntimeClass": 1,
-        "ConfigMap": 1,
-        "DaemonSet": 1,
+def test_render_stack_graph() -> None:
+    run = run_stack("render")
+    assert _kinds(run) == {  # a CPU model: no GPU node pool
+        "Namespace": 1,
         "ServiceAccount": 1,
         "Deployment": 1,
         "Service": 1,
-        "NetworkPolicy": 2,  # the model's, and the device plugin namespace's default deny
+        "NetworkPolicy": 1,
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
-    assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/render"
+    assert "kubeconfig" not in provider.inputs
     assert run.outputs["minilm_namespace"] == "local-minilm"
     assert run.outputs["minilm_image_ref"] == "registry.example.com/model-serving/server:0.1.0"
     assert not run.of_type("docker:index/image:Image")
+
+
+def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> None:
+    """The local stack applies to the local cluster: its kubeconfig, the image pinned through the lock that
+    `make cluster-up` writes (here the harness's TEST_IMAGE_LOCK), and pods placed on the cluster's real node."""
+    run = run_stack("local")
+    assert _kinds(run) == {  # a CPU model: no GPU node pool, whose objects are the e2e stack's on that cluster
+        "Namespace": 1,
+        "ServiceAccount": 1,
+        "Deployment": 1,
+        "PodDisruptionBudget": 1,  # up to 3 replicas
+        "HorizontalPodAutoscaler": 1,
+        "Service": 1,
+        "NetworkPolicy": 1,
+    }
+    provider = run.one("pulumi:providers:kubernetes", "kubernetes")
+    assert "renderYamlToDirectory" not in provider.inputs
+    assert provider.inputs["kubeconfig"] == str(ROOT / ".cluster" / "kubeconfig")
+    pinned = TEST_IMAGE_LOCK["model-serving/server:local"]
+    assert run.outputs["minilm_image_ref"] == pinned
+    pod = run.one("kubernetes:apps/v1:Deployment", "minilm").inputs["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == pinned
+    assert pod["nodeSelector"] == {"model-serving.dev/node": "local"}
+    assert pod["tolerations"] == [
+        {"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}
+    ]
+    assert "runtimeClassName" not in pod  # a CPU model
+    service = run.one("kubernetes:core/v1:Service", "minilm").inputs["spec"]
+    assert (service["type"], service["loadBalancerSourceRanges"]) == ("LoadBalancer", ["127.0.0.0/8"])
+    hpa = run.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "minilm").inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
 
 
 def test_dev_stack_builds_the_app_image_and_autoscales_one_to_two() -> None:
@@ -146,3 +178,100 @@ def test_the_autoscaler_waits_for_its_deployment() -> None:
     for hpa in run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
         # Depending on the ModelDeployment component expands to its children, the Deployment among them.
         assert run.one("kubernetes:apps/v1:Deployment", hpa.name).urn in hpa.dependencies
+
+
+# --- the GPU node pool: registered only where the stack needs it --------------------------------------------
+
+POOL = "model-serving:index:GpuNodePool"
+POOL_OBJECTS = [
+    ("ConfigMap", "nvidia-device-plugin-config"),
+    ("DaemonSet", "nvidia-device-plugin"),
+    ("Namespace", "nvidia-device-plugin"),
+    ("NetworkPolicy", "default-deny"),
+    ("RuntimeClass", "nvidia"),
+]
+KARPENTER = {"gpuPool.gpuBudget": 2, "gpuPool.karpenter": {"gpuProducts": ["l4"]}}
+
+
+def _pool_objects(run: Run) -> list[tuple[str, str]]:
+    """The GpuNodePool component's children, (kind, name)."""
+    pools = {r.urn for r in run.of_type(POOL)}
+    return sorted((r.kind, r.name) for r in run.resources if r.parent in pools)
+
+
+def test_a_cpu_only_stack_registers_no_gpu_node_pool() -> None:
+    """local shares its cluster with e2e: the RuntimeClass and the device plugin are e2e's, not local's to
+    create (or delete on destroy). The budget is still exported, as the config states it."""
+    run = run_stack("local")
+    assert not run.of_type(POOL)
+    assert not _pool_objects(run)
+    assert {r.kind for r in run.kubernetes_objects()}.isdisjoint({"RuntimeClass", "DaemonSet", "ConfigMap", "NodePool"})
+    assert [r.name for r in run.of_type("kubernetes:core/v1:Namespace")] == ["local-minilm"]
+    assert "gpu_budget" in run.outputs and run.outputs["gpu_budget"] is None
+
+
+def test_a_gpu_stack_registers_its_gpu_node_pool() -> None:
+    run = run_stack("e2e")
+    assert [r.name for r in run.of_type(POOL)] == ["gpu"]
+    assert _pool_objects(run) == sorted([*POOL_OBJECTS, ("NodePool", "gpu")])
+    pod = run.one("kubernetes:apps/v1:Deployment", "llama").inputs["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert run.outputs["gpu_budget"] == 4
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_program_registers_the_pool_exactly_when_the_config_needs_it(stack: str) -> None:
+    run = run_stack(stack)
+    assert bool(run.of_type(POOL)) == typed(stack).needs_gpu_pool
+    assert run.outputs["gpu_budget"] == typed(stack).gpu_pool.gpu_budget
+
+
+@pytest.mark.parametrize(
+    ("stack", "edits", "needed"),
+    [
+        pytest.param("render", {}, False, id="a-cpu-model"),
+        pytest.param("dev", {}, False, id="a-cpu-model-and-a-budget"),
+        pytest.param("render", {"models[0].engine": "vllm"}, True, id="a-gpu-engine-default"),
+        pytest.param("prod", {"gpuPool.karpenter": DELETE}, True, id="gpus-sized-from-the-architecture"),
+        pytest.param("render", KARPENTER, True, id="karpenter-asks-for-a-node-pool"),
+        pytest.param("e2e", {"models[0]": DELETE, "gpuPool.karpenter": DELETE}, False, id="the-gpu-model-removed"),
+    ],
+)
+def test_the_pool_is_needed_for_a_gpu_model_or_karpenter(stack: str, edits: dict[str, Any], needed: bool) -> None:
+    assert typed(stack, edits).needs_gpu_pool is needed
+
+
+def test_karpenter_on_a_cpu_only_stack_registers_the_pool_and_leaves_the_model_alone() -> None:
+    plain = run_stack("render")
+    run = run_stack("render", config=stack_values("render", KARPENTER))
+    assert _pool_objects(run) == sorted([*POOL_OBJECTS, ("NodePool", "gpu")])
+    model = run.one("kubernetes:apps/v1:Deployment", "minilm").inputs
+    assert model == plain.one("kubernetes:apps/v1:Deployment", "minilm").inputs
+    assert "runtimeClassName" not in model["spec"]["template"]["spec"]
+
+
+def test_a_gpu_model_on_a_stack_without_karpenter_gets_the_pool_without_a_node_pool() -> None:
+    run = run_stack("render", config=stack_values("render", {"models[0].engine": "vllm"}))
+    assert _pool_objects(run) == POOL_OBJECTS
+    pod = run.one("kubernetes:apps/v1:Deployment", "minilm").inputs["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == run.one("kubernetes:node.k8s.io/v1:RuntimeClass", "nvidia").name
+
+
+# --- bench/raw_program.py: the same objects without the components -----------------------------------------
+
+RAW_PROGRAM = ROOT / "bench" / "raw_program.py"
+PREBUILT = "registry.example.com/model-serving/server:1.0.0@sha256:" + "c" * 64
+
+
+def _declared(run: Run) -> tuple[list[str], dict[str, Any]]:
+    objects = sorted(json.dumps([r.type, r.name, r.inputs, sorted(r.secret_paths)]) for r in run.kubernetes_objects())
+    return objects, run.outputs
+
+
+@pytest.mark.parametrize("stack", ["local", "e2e"])
+def test_the_raw_benchmark_program_declares_the_same_objects(stack: str) -> None:
+    """The benchmark's baseline registers the component program's plans itself: the GPU pool's only where the
+    program does (a CPU-only and a GPU stack), so both still declare the very same objects and outputs."""
+    overrides = {"imageRefOverride": PREBUILT}  # the raw program has no docker.Image
+    raw = run_stack(stack, overrides=overrides, program=RAW_PROGRAM)
+    assert _declared(raw) == _declared(run_stack(stack, overrides=overrides))

@@ -1,0 +1,364 @@
+# shellcheck shell=bash
+# The local cluster's real worker node, sourced by scripts/local-cluster (which defines DIR, PKI, PIDS, LOGS, BIN,
+# PORT, say, die, start, stop, alive, cert, kubeconfig and kubectl).
+#
+# One node that runs pods for real, next to kwok's fake GPU and CPU nodes: containerd and runc (Debian's), the
+# CNI bridge and host-local plugins (Debian's containernetworking-plugins), a kubelet built from the pinned
+# k8s.io/kubernetes, and metrics-server beside the control plane behind the aggregation layer, so that CPU-based
+# HPAs and `kubectl top` work. The app image is built from app/ (scripts/lib-app-image.sh) and imported into the
+# node's containerd together with a pause image built from source: nothing is pulled from a registry.
+#
+# Networking: pods sit on the bridge $NODE_BRIDGE ($NODE_IP/24); the node's IP is the bridge's, which the kubelet
+# accepts (it refuses loopback). Pods get no default route and no masquerade: they reach this machine only.
+# The LoadBalancer stand-in forwards 127.0.10.x to the pods' addresses; there is no kube-proxy.
+#
+# Host changes, all undone by node_down (the `restore` file records the state before the first change):
+# sysctls the kubelet raises (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory), the /kubepods cgroups,
+# /var/lib/kubelet/device-plugins (a path fixed in the kubelet), /var/log/containers, /var/lib/cni, the bridge,
+# and the mounts under the node's directories.
+
+NODE_NAME=model-serving-node
+NODE_LABEL=model-serving.dev/node=local # the local stack's nodeSelector; the taint keeps other stacks' pods off
+NODE_BRIDGE=msnode0
+NODE_IP=10.89.0.1
+NODE_SUBNET=10.89.0.0/24
+NODE_DIR="$DIR/node"
+NODE_RUN="/run/model-serving-$PORT" # containerd's socket and state: a short path (unix sockets cap at 108 bytes)
+NODE_SOCK="$NODE_RUN/containerd.sock"
+KUBELET_PORT=$((PORT + 6)) KUBELET_HEALTHZ_PORT=$((PORT + 7)) METRICS_PORT=$((PORT + 8))
+NODE_COMPONENTS=(containerd kubelet metrics-server)
+NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory)
+NODE_HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni)
+NODE_HOST_RUN_DIRS=(/run/containerd /run/netns) # shim sockets, runc state, netns mounts: removed when left empty
+PAUSE_IMAGE=model-serving.local/pause:local
+APP_IMAGE=model-serving/server:local # the local stack's image.ref; .cluster/images.json pins it by digest
+IMAGE_LOCK="$DIR/images.json"
+
+node_enabled() { [[ ${CLUSTER_REAL_NODE:-1} == 1 ]]; }
+
+node_need_tools() {
+	local t missing=()
+	[[ $(id -u) == 0 ]] || die "the real node runs a kubelet and containerd as root; run as root," \
+		"or CLUSTER_REAL_NODE=0 for a control plane with fake nodes only"
+	for t in kubelet metrics-server crictl pause; do
+		[[ -x "$BIN/$t" ]] || die "$BIN/$t is missing: run scripts/install-k8s (make cluster-up does)"
+	done
+	command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
+	command -v runc >/dev/null || missing+=(runc)
+	command -v ip >/dev/null || missing+=(iproute2)
+	[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
+	((${#missing[@]} == 0)) && return 0
+	say "installing ${missing[*]} (Debian's packages) for the real node"
+	# The packages' init scripts must not start a system containerd: the node runs its own.
+	local added_policy=0 rc=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		added_policy=1
+	fi
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null; } || rc=$?
+	((added_policy)) && rm -f /usr/sbin/policy-rc.d
+	((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc)"
+}
+
+ctr_() { ctr --address "$NODE_SOCK" --namespace k8s.io "$@"; }
+crictl_() { "$BIN/crictl" --runtime-endpoint "unix://$NODE_SOCK" --timeout 30s "$@"; }
+
+# ---------------------------------------------------------------------------------------------------
+# host state
+
+node_record_host() {
+	[[ -f "$NODE_DIR/restore" ]] && return 0 # a crashed run's record holds the original values: keep it
+	local s p
+	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+		[[ -e $p ]] && die "$p exists: another kubelet runs on this machine; stop it or use CLUSTER_REAL_NODE=0"
+	done
+	mkdir -p "$NODE_DIR"
+	{
+		for s in "${NODE_SYSCTLS[@]}"; do printf 'sysctl %s %s\n' "$s" "$(<"/proc/sys/$s")"; done
+		for p in "${NODE_HOST_PATHS[@]}"; do [[ -e $p ]] || printf 'created %s\n' "$p"; done
+		for p in "${NODE_HOST_RUN_DIRS[@]}"; do [[ -e $p ]] || printf 'created-dir %s\n' "$p"; done
+	} >"$NODE_DIR/restore.tmp"
+	mv "$NODE_DIR/restore.tmp" "$NODE_DIR/restore"
+}
+
+node_restore_host() {
+	[[ -f "$NODE_DIR/restore" ]] || return 0
+	local kind what value
+	while read -r kind what value; do
+		case $kind in
+		sysctl) echo "$value" >"/proc/sys/$what" ;;
+		created) [[ -e $what ]] && rm -rf --one-file-system "$what" ;;
+		created-dir) [[ -d $what ]] && find "$what" -depth -type d -empty -delete ;;
+		esac
+	done <"$NODE_DIR/restore"
+	rm -f "$NODE_DIR/restore"
+}
+
+# unmount_under DIR: every mount point below DIR, deepest first.
+unmount_under() {
+	local mnt
+	awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mnt; do
+		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+	done
+}
+
+# The kubelet's /kubepods cgroups (cgroupfs driver), in every hierarchy, deepest first: empty once pods are gone.
+remove_kubepods_cgroups() {
+	local top
+	for top in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+		[[ -d $top ]] && find "$top" -depth -type d -exec rmdir {} + 2>/dev/null
+	done
+	return 0
+}
+
+# ---------------------------------------------------------------------------------------------------
+# certificates, configuration
+
+node_pki() {
+	[[ -f "$PKI/kubelet-$NODE_IP.crt" ]] && return 0
+	(
+		cd "$PKI"
+		cert node "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+		cert "kubelet-$NODE_IP" "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
+	)
+}
+
+node_config() {
+	mkdir -p "$NODE_DIR/cni" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/containerd" "$NODE_RUN"
+	kubeconfig "$NODE_DIR/kubelet.kubeconfig" node
+	kubeconfig "$DIR/metrics-server.kubeconfig" metrics-server
+	cat >"$NODE_DIR/containerd.toml" <<-EOF
+		version = 2
+		root = "$NODE_DIR/containerd"
+		state = "$NODE_RUN/containerd"
+		disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+		  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+		  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+		[grpc]
+		  address = "$NODE_SOCK"
+		[ttrpc]
+		  address = "$NODE_SOCK.ttrpc"
+		[plugins."io.containerd.internal.v1.opt"]
+		  path = "$NODE_DIR/containerd-opt"
+		[plugins."io.containerd.grpc.v1.cri"]
+		  sandbox_image = "$PAUSE_IMAGE"
+		  # Root here lacks CAP_SYS_RESOURCE: without this, runc fails every container on oom_score_adj.
+		  restrict_oom_score_adj = true
+		  stream_server_address = "127.0.0.1"
+		  [plugins."io.containerd.grpc.v1.cri".cni]
+		    bin_dir = "/usr/lib/cni"
+		    conf_dir = "$NODE_DIR/cni"
+		  [plugins."io.containerd.grpc.v1.cri".containerd]
+		    snapshotter = "overlayfs"
+		    default_runtime_name = "runc"
+		    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+		      runtime_type = "io.containerd.runc.v2"
+		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+		        SystemdCgroup = false
+	EOF
+	# No default route, no masquerade: pods reach this machine's bridge address and each other, nothing else.
+	cat >"$NODE_DIR/cni/10-model-serving.conflist" <<-EOF
+		{
+		  "cniVersion": "1.0.0",
+		  "name": "model-serving",
+		  "plugins": [
+		    {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": false, "ipMasq": false,
+		     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_SUBNET", "gateway": "$NODE_IP"}]],
+		              "dataDir": "$NODE_DIR/ipam"}},
+		    {"type": "loopback"}
+		  ]
+		}
+	EOF
+	cat >"$NODE_DIR/kubelet.yaml" <<-EOF
+		apiVersion: kubelet.config.k8s.io/v1beta1
+		kind: KubeletConfiguration
+		address: $NODE_IP
+		port: $KUBELET_PORT
+		readOnlyPort: 0
+		healthzBindAddress: 127.0.0.1
+		healthzPort: $KUBELET_HEALTHZ_PORT
+		authentication:
+		  anonymous: {enabled: false}
+		  webhook: {enabled: true}
+		  x509: {clientCAFile: $PKI/ca.crt}
+		authorization: {mode: Webhook}
+		tlsCertFile: $PKI/kubelet-$NODE_IP.crt
+		tlsPrivateKeyFile: $PKI/kubelet-$NODE_IP.key
+		containerRuntimeEndpoint: unix://$NODE_SOCK
+		# This machine: cgroup v1, no systemd as PID 1; containerd uses cgroupfs too (SystemdCgroup = false).
+		cgroupDriver: cgroupfs
+		failCgroupV1: false
+		failSwapOn: false
+		makeIPTablesUtilChains: false
+		podLogsDir: $NODE_DIR/pod-logs
+		registerWithTaints:
+		- {key: ${NODE_LABEL%%=*}, value: ${NODE_LABEL#*=}, effect: NoSchedule}
+		maxPods: 32
+		# The imported images cannot be pulled again: never garbage-collect them, never evict for disk.
+		imageGCHighThresholdPercent: 100
+		imageGCLowThresholdPercent: 99
+		evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+		nodeStatusReportFrequency: 10s
+		serializeImagePulls: false
+	EOF
+	cat >"$NODE_DIR/metrics-apiservice.yaml" <<-EOF
+		apiVersion: v1
+		kind: Service
+		metadata: {name: metrics-server, namespace: kube-system}
+		spec:
+		  type: ExternalName
+		  externalName: localhost
+		  ports: [{name: https, port: $METRICS_PORT}]
+		---
+		apiVersion: apiregistration.k8s.io/v1
+		kind: APIService
+		metadata: {name: v1beta1.metrics.k8s.io}
+		spec:
+		  group: metrics.k8s.io
+		  version: v1beta1
+		  service: {name: metrics-server, namespace: kube-system, port: $METRICS_PORT}
+		  caBundle: $(base64 -w0 <"$PKI/ca.crt")
+		  groupPriorityMinimum: 100
+		  versionPriority: 100
+	EOF
+}
+
+# ---------------------------------------------------------------------------------------------------
+# images
+
+# Build the app image and a pause image with a private Docker daemon, import both into the node's containerd
+# (skipped when the image did not change) and write the lock that pins the app image by its digest.
+node_images() {
+	local cache=${IMAGE_TEST_CACHE:-$ROOT/.cache/image-test} data_root=${IMAGE_TEST_DOCKER_DATA_ROOT:-$ROOT/.cache/docker}
+	(
+		set -Eeuo pipefail
+		export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+		DOCKER_LIB_NAME=real-node
+		# shellcheck source=../lib-docker.sh
+		source "$ROOT/scripts/lib-docker.sh"
+		# shellcheck source=../lib-app-image.sh
+		source "$ROOT/scripts/lib-app-image.sh"
+		mkdir -p "$cache"
+		exec 8>"$cache/.lock" # scripts/image-test shares the daemon's data root and the caches
+		flock -w 1800 8 || die "timed out waiting for $cache/.lock"
+		trap docker_lib_stop_daemon EXIT
+		docker_lib_ensure_tools
+		docker_lib_start_daemon "$data_root"
+		app_image "$cache" "$APP_IMAGE" "$LOGS/app-image-build.log"
+		import_image "$APP_IMAGE" docker.io/$APP_IMAGE
+		if ! ctr_ images ls -q | grep -qx "$PAUSE_IMAGE"; then
+			local root
+			root=$(mktemp -d)
+			cp "$BIN/pause" "$root/pause"
+			tar -C "$root" --owner=0 --group=0 --mtime=@0 -cf "$root.tar" pause
+			"$DOCKER" import --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' "$root.tar" \
+				"$PAUSE_IMAGE" >/dev/null
+			rm -rf "$root" "$root.tar"
+			"$DOCKER" save "$PAUSE_IMAGE" | ctr_ images import - >/dev/null
+		fi
+	)
+	local digest
+	digest=$(ctr_ images ls "name==docker.io/$APP_IMAGE" | awk 'NR == 2 { print $3 }')
+	[[ $digest == sha256:* ]] || die "the app image is not in the node's containerd"
+	# The kubelet asks for repository@digest: give the image that name too.
+	ctr_ images tag --force "docker.io/$APP_IMAGE" "docker.io/${APP_IMAGE%:*}@$digest" >/dev/null
+	printf '{"%s": "docker.io/%s@%s"}\n' "$APP_IMAGE" "${APP_IMAGE%:*}" "$digest" >"$IMAGE_LOCK.tmp"
+	mv "$IMAGE_LOCK.tmp" "$IMAGE_LOCK"
+	say "app image $APP_IMAGE imported as docker.io/${APP_IMAGE%:*}@$digest (lock: .cluster/images.json)"
+}
+
+# import_image DOCKER_TAG CONTAINERD_NAME: docker save | ctr import, unless containerd has that very image (its
+# config digest is Docker's image ID).
+import_image() {
+	local id have
+	id=$("$DOCKER" image inspect -f '{{.Id}}' "$1")
+	have=$(ctr_ images ls "name==$2" 2>/dev/null | awk 'NR == 2 { print $1 }')
+	if [[ -n $have && -f "$NODE_DIR/images/$id" ]]; then
+		docker_lib_log "$1 is already in the node's containerd"
+		return 0
+	fi
+	docker_lib_log "importing $1 into the node's containerd"
+	"$DOCKER" save "$1" | ctr_ images import - >/dev/null
+	rm -rf "$NODE_DIR/images"
+	mkdir -p "$NODE_DIR/images"
+	touch "$NODE_DIR/images/$id"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# up / down / status
+
+node_up() {
+	node_need_tools
+	local start=$SECONDS
+	node_record_host
+	node_pki
+	node_config
+	# The bridge first: its address is the node IP the kubelet registers with.
+	if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+		ip link add "$NODE_BRIDGE" type bridge
+		ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+	fi
+	ip link set "$NODE_BRIDGE" up
+	say "starting containerd (socket $NODE_SOCK)"
+	start containerd --config "$NODE_DIR/containerd.toml"
+	wait_for containerd 30 ctr_ version
+	node_images
+	say "starting the kubelet of $NODE_NAME ($NODE_IP:$KUBELET_PORT) and metrics-server (127.0.0.1:$METRICS_PORT)"
+	start kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
+		--root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+		--node-labels "$NODE_LABEL" --v 1
+	start metrics-server --secure-port "$METRICS_PORT" --bind-address 127.0.0.1 \
+		--tls-cert-file "$PKI/metrics-server-serving.crt" --tls-private-key-file "$PKI/metrics-server-serving.key" \
+		--kubeconfig "$DIR/metrics-server.kubeconfig" --authentication-kubeconfig "$DIR/metrics-server.kubeconfig" \
+		--authorization-kubeconfig "$DIR/metrics-server.kubeconfig" \
+		--kubelet-client-certificate "$PKI/metrics-server.crt" --kubelet-client-key "$PKI/metrics-server.key" \
+		--kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+		--kubelet-use-node-status-port --node-selector "$NODE_LABEL" --metric-resolution 15s --profiling=false
+	kubectl apply --server-side -f "$NODE_DIR/metrics-apiservice.yaml" >/dev/null
+	wait_for "node $NODE_NAME" 120 kubectl wait --for condition=Ready "node/$NODE_NAME" --timeout 5s
+	wait_for "metrics-server" 120 kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 5s
+	say "real node $NODE_NAME ready in $((SECONDS - start))s"
+}
+
+node_down() {
+	local quiet=${1:-} c i
+	node_enabled || [[ -f "$PIDS/containerd.pid" || -f "$NODE_DIR/restore" ]] || return 0
+	for c in metrics-server kubelet; do
+		[[ -f "$PIDS/$c.pid" ]] || continue
+		[[ $quiet == quiet ]] || say "stopping $c"
+		stop "$c"
+	done
+	if alive containerd; then
+		# Through the CRI, so that each pod's network is torn down (veth, address) before its sandbox goes.
+		[[ $quiet == quiet ]] || say "removing the real node's pods"
+		crictl_ rmp --force --all >/dev/null 2>&1 || true
+		for ((i = 0; i < 50; i++)); do
+			[[ -z $(crictl_ pods -q 2>/dev/null) ]] && break
+			sleep 0.2
+		done
+		[[ $quiet == quiet ]] || say "stopping containerd"
+	fi
+	[[ -f "$PIDS/containerd.pid" ]] && stop containerd
+	unmount_under "$NODE_DIR"
+	unmount_under "$NODE_RUN"
+	remove_kubepods_cgroups
+	ip link del "$NODE_BRIDGE" 2>/dev/null || true
+	rm -rf "$NODE_RUN" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/ipam"
+	node_restore_host
+	node_leftovers
+}
+
+# node_leftovers: fail, naming them, if mounts, cgroups, the bridge or host paths of the node remain.
+node_leftovers() {
+	local left=() p
+	while read -r p; do left+=("mount $p"); done < <(awk -v a="$NODE_DIR/" -v b="$NODE_RUN/" \
+		'index($2, a) == 1 || index($2, b) == 1 { print $2 }' /proc/mounts)
+	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do [[ -e $p ]] && left+=("cgroup $p"); done
+	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && left+=("bridge $NODE_BRIDGE")
+	[[ -e "$NODE_DIR/restore" ]] && left+=("unrestored host settings ($NODE_DIR/restore)")
+	((${#left[@]} == 0)) && return 0
+	printf 'local-cluster: the real node left: %s\n' "${left[@]}" >&2
+	return 1
+}
