@@ -9,6 +9,7 @@ machine and fail in CI.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import subprocess
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -63,6 +65,18 @@ class Kube:
     def secret_data(self, name: str, namespace: str) -> dict[str, str]:
         data = self.get("secret", name, "-n", namespace).get("data", {})
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def post_embeddings(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    """POST /v1/embeddings on a connection of its own, so that a load balancer picks a pod for each request."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/embeddings", json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = 120, interval: float = 1) -> None:

@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import KUBECONFIG, Kube, Stack, new_stack, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Stack, new_stack, post_embeddings, wait_until
 from tests.harness import ROOT
 from tests.project import Project
 
@@ -37,18 +36,6 @@ def _record(name: str, seconds: float) -> None:
     timings[name] = round(seconds, 1)
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
-
-
-def _post(url: str, body: dict[str, Any], timeout: float = 30) -> tuple[int, dict[str, Any]]:
-    """One request on a connection of its own, so that the load balancer picks a pod for each."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request("POST", "/v1/embeddings", json.dumps(body), {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -75,7 +62,7 @@ class Load:
     def _client(self, deadline: float) -> None:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                status, body = _post(self.url, {"input": LOAD_TEXT})
+                status, body = post_embeddings(self.url, {"input": LOAD_TEXT})
                 failure = None if status == 200 and body.get("data") else f"HTTP {status}: {str(body)[:200]}"
             except (OSError, http.client.HTTPException, ValueError) as error:
                 failure = f"{type(error).__name__}: {error}"
@@ -172,7 +159,7 @@ def test_readiness_follows_the_model_load(deployed: Stack, kube: Kube) -> None:
 
 
 def test_embeddings_through_the_load_balancer(endpoint: str) -> None:
-    status, body = _post(endpoint, {"input": REFERENCE["sentences"]})
+    status, body = post_embeddings(endpoint, {"input": REFERENCE["sentences"]})
     assert status == 200, body
     got = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
     assert len(got) == len(REFERENCE["embeddings"])
@@ -207,8 +194,8 @@ def test_load_balancer_honours_source_ranges(deployed: Stack, kube: Kube, endpoi
         )
         address = kube.get("service", "closed", "-n", namespace)["status"]["loadBalancer"]["ingress"][0]["ip"]
         with pytest.raises((OSError, http.client.HTTPException)):
-            _post(f"http://{address}:80", {"input": "hello"}, timeout=10)
-        status, _ = _post(endpoint, {"input": "hello"})  # the stack's own Service admits 127.0.0.0/8
+            post_embeddings(f"http://{address}:80", {"input": "hello"}, timeout=10)
+        status, _ = post_embeddings(endpoint, {"input": "hello"})  # the stack's own Service admits 127.0.0.0/8
         assert status == 200
     finally:
         kube.run("delete", "service", "closed", "-n", namespace, "--ignore-not-found")
@@ -295,5 +282,5 @@ def test_startup_probe_failure_is_restarted_and_reported(deployed: Stack, kube: 
         if any(s.get("restartCount", 0) >= 1 for s in p.get("status", {}).get("containerStatuses", []))
     ]
     assert restarted, "no container was restarted after failing its startup probe"
-    status, _ = _post(endpoint, {"input": "still serving"})
+    status, _ = post_embeddings(endpoint, {"input": "still serving"})
     assert status == 200

@@ -1,0 +1,28 @@
+"""`make up KUBE_CONTEXT=<context>`: the local stack deployed to a cluster of the user's own, named by a context
+of their KUBECONFIG. Here that cluster is the local one, reached through KUBECONFIG and the context instead of the
+stack's own settings, and the image by the tag its node holds (no image lock), as the README tells users of
+kind or minikube to do. Nothing of the local cluster's own set-up runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e.conftest import KUBECONFIG, Kube, post_embeddings, wait_until
+from tests.project import copy_project
+
+CONTEXT = "model-serving-local"  # the local cluster's context in .cluster/kubeconfig
+
+
+def test_up_and_down_through_a_kube_context(kube: Kube, tmp_path: Path) -> None:
+    project = copy_project(tmp_path)  # no .cluster/ in the copy: only KUBECONFIG leads to the cluster
+    project.env["KUBECONFIG"] = str(KUBECONFIG)
+    up = project.make("up", "STACK=local", f"KUBE_CONTEXT={CONTEXT}")
+    assert "local-cluster" not in up.stdout and "starting etcd" not in up.stdout
+    outputs = json.loads(project.pulumi("stack", "output", "--json", "--stack", "local").stdout)
+    assert outputs["minilm_image_ref"] == "model-serving/server:local"
+    status, body = post_embeddings(outputs["minilm_endpoint"], {"input": "hello"})
+    assert status == 200 and len(body["data"][0]["embedding"]) == 384
+    project.make("down", "STACK=local", f"KUBE_CONTEXT={CONTEXT}")
+    wait_until("the stack's namespace to go", lambda: not kube.exists("namespace", "local-minilm"), timeout=120)
+    assert not (project.path / "stacks" / "Pulumi.local.yaml").read_text().count("kubeContext")
