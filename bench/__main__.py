@@ -1,6 +1,7 @@
-"""``make bench``: the component layer's cost under mocks and with the real CLI, suite time, image size.
+"""``make bench``: component layer cost (mocks, real CLI), suite time, image size, model server speed.
 
-Prints a table and writes ``bench/results.json`` (see the README's Performance section).
+Prints a table and writes ``bench/results.json`` (see the README's Performance section). A part left
+out with ``--skip`` (or not named by ``--only``) keeps its figures from the previous results.json.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import image, mock, preview, suites
+from bench import image, mock, preview, serving, suites
 from bench.util import load_average, machine, progress
 
-PARTS = ("mock", "suites", "preview", "image")
+PARTS = ("mock", "suites", "preview", "image", "serving")
 PROFILES = Path(__file__).resolve().parents[1] / ".cache" / "bench"
 # key: (goal, what the key measures)
 GOALS: dict[str, tuple[float | None, str]] = {
@@ -26,6 +27,22 @@ GOALS: dict[str, tuple[float | None, str]] = {
     "preview_ratio_raw": (1.3, "pulumi preview prod: program / raw program"),
     "preview_ratio_policy": (1.5, "pulumi preview prod: with / without policy pack"),
     "image_size_ratio": (0.5, "app image / seed approach's image"),
+    "serving_tokens_per_s_1": (None, "server: tokens/s, requests of 1 text, one client"),
+    "serving_tokens_per_s_8": (None, "server: tokens/s, requests of 8 texts, one client"),
+    "serving_tokens_per_s_32": (None, "server: tokens/s, requests of 32 texts, one client"),
+    "serving_token_time_32_over_1": (0.5, "server: time per token, batches of 32 / single texts"),
+    "serving_p50_ms_c1": (None, "server: p50 ms, single texts, 1 client"),
+    "serving_p99_ms_c1": (None, "server: p99 ms, single texts, 1 client"),
+    "serving_p50_ms_c8": (None, "server: p50 ms, single texts, 8 clients"),
+    "serving_p99_ms_c8": (None, "server: p99 ms, single texts, 8 clients"),
+}
+# The keys each part sets (a part that is not run keeps them from the previous results.json).
+PART_KEYS = {
+    "mock": ("overhead_ratio", "growth_100_over_10", "peak_rss_mb_100"),
+    "suites": ("suite_seconds",),
+    "preview": ("preview_ratio_raw", "preview_ratio_policy"),
+    "image": ("image_size_ratio",),
+    "serving": tuple(key for key in GOALS if key.startswith("serving_")),
 }
 
 TARGETS = {key: goal for key, (goal, _) in GOALS.items() if goal is not None}
@@ -69,6 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preview-repeats", type=int, default=5, help="previews per variant (default 5)")
     parser.add_argument("--skip", action="append", choices=PARTS, default=[], help="leave a part out (repeatable)")
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        default=[],
+        help="run only this part (repeatable); e.g. --only serving",
+    )
+    parser.add_argument(
+        "--serving-url", help="serving: measure the server running at this URL instead of starting local ones"
+    )
+    parser.add_argument(
+        "--serving-waits",
+        default="0,2,10",
+        help="serving: the BATCH_WAIT_MS values to measure latency at, comma-separated (default 0,2,10)",
+    )
+    parser.add_argument(
         "--profile",
         choices=("auto", "always", "never"),
         default="auto",
@@ -76,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results.json")
     args = parser.parse_args(argv)
+    if args.only:
+        args.skip = sorted(set(args.skip) | {part for part in PARTS if part not in args.only})
+    previous: dict[str, Any] = {}
+    if args.output.exists():
+        try:
+            previous = json.loads(args.output.read_text())
+        except ValueError:
+            previous = {}
 
     results: dict[str, Any] = {
         "generated": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
@@ -84,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     results.update({key: None for key in GOALS})
     detail: dict[str, Any] = {}
     skipped = {part: "skipped (--skip)" for part in args.skip}
+    for part in args.skip:
+        kept = previous.get("detail", {}).get(part)
+        if kept is not None:
+            detail[part] = kept
+            results.update({key: previous.get(key) for key in PART_KEYS[part]})
+            skipped[part] = f"not run: figures of the run of {previous.get('generated')}"
 
     if "mock" not in args.skip:
         detail["mock"] = mock.run(args.repeats)
@@ -107,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         if detail["image"].get("reason"):
             skipped["image"] = detail["image"]["reason"]
 
+    if "serving" not in args.skip:
+        waits = tuple(float(w) for w in args.serving_waits.split(",") if w.strip())
+        detail["serving"] = serving.run(args.serving_url, waits)
+        for key in PART_KEYS["serving"]:
+            results[key] = detail["serving"].get(key)
+        if detail["serving"].get("reason"):
+            skipped["serving"] = detail["serving"]["reason"]
+
     results["machine"]["load_average_end"] = load_average()
     results["goals"] = TARGETS
     results["missed"] = [key for key, goal in TARGETS.items() if results[key] is not None and results[key] > goal]
@@ -126,5 +180,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    progress("make bench: mocks, suites, previews, image (several minutes)")
+    progress("make bench: mocks, suites, previews, image, serving (several minutes)")
     sys.exit(main())

@@ -27,6 +27,9 @@ def main() -> int:
         stream=sys.stderr,
     )
     log = logging.getLogger("model_server")
+    # uvicorn's own INFO lines ("Started server process", ...) repeat what the server logs itself.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
     if settings.hf_token_file:
         state = "read" if settings.hf_token else "absent or empty"
         log.info("hub token file %s: %s (offline: the token is not sent anywhere)", settings.hf_token_file, state)

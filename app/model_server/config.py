@@ -15,7 +15,9 @@ class ConfigError(ValueError):
     """An environment variable has a value the server cannot use."""
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -25,6 +27,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         raise ConfigError(f"{name}={raw!r} is not a number") from None
     if value != value or value < minimum:  # NaN or too small
         raise ConfigError(f"{name}={raw!r} must be >= {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be <= {maximum:g}")
     return value
 
 
@@ -90,6 +94,7 @@ class Settings:
     max_batch_inputs: int = 256
     inference_concurrency: int = 1
     token_budget: int = 4096
+    batch_wait_ms: float = 2.0
     keepalive_seconds: float = 15.0
     log_level: str = "INFO"
     # Test hooks, off unless set: delay model loading; honour X-Debug-Delay-Seconds.
@@ -120,6 +125,7 @@ class Settings:
             max_batch_inputs=_integer(env, "MAX_BATCH_INPUTS", 256),
             inference_concurrency=_integer(env, "INFERENCE_CONCURRENCY", default_concurrency(), maximum=64),
             token_budget=_integer(env, "TOKEN_BUDGET", 4096, minimum=64),
+            batch_wait_ms=_number(env, "BATCH_WAIT_MS", 2.0, maximum=1000.0),
             keepalive_seconds=_number(env, "KEEPALIVE_SECONDS", 15.0, minimum=0.1),
             log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
             debug_load_delay_seconds=_number(env, "DEBUG_LOAD_DELAY_SECONDS", 0.0),

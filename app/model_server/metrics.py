@@ -20,6 +20,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 KNOWN_ENDPOINTS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/models", "/v1/embeddings", "/v1/completions"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+BATCH_INPUT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
 # The classic text format: every Prometheus version and most scrapers read it.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -40,6 +43,11 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         r = self.registry
         self.in_flight = Gauge("model_server_requests_in_flight", "HTTP requests being handled now.", registry=r)
+        self.requests_waiting = Gauge(
+            "model_server_requests_waiting",
+            "Embedding requests with inputs queued for a forward pass (all workers busy or batching).",
+            registry=r,
+        )
         self.requests = Counter(
             "model_server_requests",
             "HTTP requests handled, by endpoint, method and status code.",
@@ -69,10 +77,34 @@ class Metrics:
         )
         self.inference_seconds = Histogram(
             "model_server_inference_duration_seconds",
-            "Time spent in the model forward pass per request.",
+            "Time a request waits for its embeddings: batching, queueing and forward passes.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+        self.batch_inputs = Histogram(
+            "model_server_batch_inputs",
+            "Inputs per forward pass (dynamic batching gathers them from concurrent requests).",
+            buckets=BATCH_INPUT_BUCKETS,
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "model_server_batch_tokens",
+            "Tokens per forward pass (at most TOKEN_BUDGET).",
+            buckets=BATCH_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "model_server_batch_duration_seconds",
+            "Time of one forward pass (a batch), in the inference pool.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def observe_batch(self, inputs: int, tokens: int, seconds: float) -> None:
+        self.batch_inputs.observe(inputs)
+        self.batch_tokens.observe(tokens)
+        self.batch_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

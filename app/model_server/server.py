@@ -1,37 +1,64 @@
-"""HTTP layer: OpenAI-compatible endpoints, probes, metrics and graceful drain."""
+"""HTTP layer: OpenAI-compatible endpoints, probes, metrics and graceful drain.
+
+uvicorn (h11, asyncio) serves a small Starlette app. The event loop only moves
+bytes and answers probes: JSON parsing, tokenizing and rendering run in the
+``prepare`` thread pool, forward passes in the ``inference`` pool, both sized
+by ``INFERENCE_CONCURRENCY`` (from the container's CPU limit), and the
+:class:`~model_server.batching.Batcher` gathers the inputs of concurrent
+requests into shared forward passes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 import signal
 import socket
 import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .batching import Batcher
 from .bert import ModelLoadError, SentenceEmbedder
 from .config import Settings, resolve_model_dir
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, endpoint_label
+from .protocol import ModelServerProtocol
 
 log = logging.getLogger("model_server")
 
 LOADING, READY, FAILED, DRAINING = "loading", "ready", "failed", "draining"
 MAX_DEBUG_DELAY = 60.0
+SERVER_HEADER = "model-server/" + __version__
+# Methods that get a route's 404/405; anything else is 501 (as http.server did).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 ROUTES: dict[str, tuple[str, ...]] = {
     "/healthz": ("GET", "HEAD"),
     "/readyz": ("GET", "HEAD"),
     "/metrics": ("GET",),
     "/v1/models": ("GET",),
+    "/v1/models/{model_id:path}": ("GET",),
     "/v1/embeddings": ("POST",),
     "/v1/completions": ("POST",),
 }
+# Bodies up to this size are parsed on the event loop; larger ones in the prepare pool.
+INLINE_JSON_BYTES = 16 * 1024
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -46,6 +73,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,18 +81,49 @@ class ApiError(Exception):
         self.type = type_
         self.param = param
         self.code = code
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if close:
+            self.headers["Connection"] = "close"
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> Response:
+        return json_response(self.status, self.body(), self.headers)
 
 
 def _bad(message: str, param: str | None = None, code: str | None = "invalid_value") -> ApiError:
     return ApiError(400, message, param=param, code=code)
 
 
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json_bytes(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+INTERNAL_ERROR = {"error": {"message": "internal server error", "type": "server_error", "param": None, "code": None}}
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server loop, with the signals and the shutdown left to :class:`ModelServer`."""
+
+    def __init__(self, config: uvicorn.Config, owner: ModelServer) -> None:
+        super().__init__(config)
+        self.owner = owner
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # ModelServer installs its handlers on the event loop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.owner.shutdown(self)
+
+
 class ModelServer:
-    """Owns the listening socket, the model and the lifecycle state."""
+    """Owns the listening socket, the model, the worker pools and the lifecycle state."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -72,53 +131,123 @@ class ModelServer:
         self.state = LOADING
         self.load_error: str | None = None
         self.model: SentenceEmbedder | None = None
+        self.batcher: Batcher | None = None
         self.model_created = int(time.time())
         self._inflight = 0
-        self._inflight_cond = threading.Condition()
-        self._inference_slots = threading.BoundedSemaphore(settings.inference_concurrency)
-        self._stop = threading.Event()
-        self.httpd = _HTTPServer((settings.host, settings.port), _Handler)
-        self.httpd.app = self
-        self._serve_thread: threading.Thread | None = None
+        self._idle: asyncio.Event | None = None
+        self._aborting = False
+        self._cancel_load = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._uvicorn: _Uvicorn | None = None
+        workers = settings.inference_concurrency
+        self.prepare_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
+        self.inference_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self.sock = _listen(settings.host, settings.port)
+        self.app = build_app(self)
+        # Read at scrape time, on the event loop like every change to the batcher's queue.
+        self.metrics.requests_waiting.set_function(lambda: self.batcher.waiting_requests() if self.batcher else 0)
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self.sock.getsockname()[1])
 
     # ---- lifecycle -------------------------------------------------------
-    def start(self) -> None:
-        self._serve_thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (drain, exit code 0) or a failed load (1)."""
+        log.info(
+            "listening on %s:%d (model %s, drain %.0fs, %d inference worker(s), batch wait %gms)",
+            self.settings.host,
+            self.port,
+            self.settings.model_id,
+            self.settings.drain_seconds,
+            self.settings.inference_concurrency,
+            self.settings.batch_wait_ms,
         )
-        self._serve_thread.start()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._cancel_load.set()
+            self.prepare_pool.shutdown(wait=False, cancel_futures=True)
+            self.inference_pool.shutdown(wait=False, cancel_futures=True)
+        if self.state == FAILED:
+            log.error("exiting: the model could not be loaded (%s)", self.load_error)
+            return 1
+        # SIGTERM is the normal way to stop: exit 0 even if the drain timed out (shutdown() logs it).
+        return 0
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._idle = asyncio.Event()
+        self._idle.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        config = uvicorn.Config(
+            self.app,
+            http=ModelServerProtocol,
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            headers=[("Server", SERVER_HEADER)],
+            timeout_keep_alive=self.settings.keepalive_seconds,  # type: ignore[arg-type]
+            backlog=128,
+        )
+        self._uvicorn = _Uvicorn(config, self)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        await self._uvicorn.serve(sockets=[self.sock])
+
+    def request_stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
 
     def _load(self) -> None:
+        """In a thread: load and warm up the model, then hand it to the event loop."""
         started = time.monotonic()
         try:
             if self.settings.debug_load_delay_seconds > 0:
                 log.info("debug: delaying model load by %.1fs", self.settings.debug_load_delay_seconds)
-                if self._stop.wait(self.settings.debug_load_delay_seconds):
+                if self._cancel_load.wait(self.settings.debug_load_delay_seconds):
                     return
             model_dir = resolve_model_dir(self.settings)
             log.info("loading model %s from %s", self.settings.model_id, model_dir)
             model = SentenceEmbedder.from_dir(model_dir, token_budget=self.settings.token_budget)
             model.embed_ids(model.tokenize(["warm up"]))
         except (ModelLoadError, OSError, ValueError) as exc:
-            self.load_error = str(exc)
             log.error("model load failed: %s", exc)
-            self.state = FAILED
-            self._stop.set()
+            self._call_in_loop(self._load_failed, str(exc))
             return
         except Exception:
-            self.load_error = "unexpected error while loading the model"
             log.exception("model load failed")
-            self.state = FAILED
-            self._stop.set()
+            self._call_in_loop(self._load_failed, "unexpected error while loading the model")
             return
-        elapsed = time.monotonic() - started
+        self._call_in_loop(self._loaded, model, time.monotonic() - started)
+
+    def _call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+                self._loop.call_soon_threadsafe(fn, *args)
+
+    def _load_failed(self, error: str) -> None:
+        self.load_error = error
+        self.state = FAILED
+        self.request_stop()
+
+    def _loaded(self, model: SentenceEmbedder, elapsed: float) -> None:
         self.model = model
         self.model_created = int(time.time())
+        self.batcher = Batcher(
+            model.embed_ids,
+            self.inference_pool,
+            workers=self.settings.inference_concurrency,
+            wait_seconds=self.settings.batch_wait_ms / 1000.0,
+            token_budget=model.token_budget,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.batcher.start()
         self.metrics.model_load_seconds.set(elapsed)
         self.metrics.model_info.info(
             {
@@ -137,79 +266,74 @@ class ModelServer:
             self.metrics.model_ready.set(1)
             log.info("model ready in %.2fs (dimension %d)", elapsed, model.dimension)
 
-    def request_stop(self, *_: object) -> None:
-        self._stop.set()
-
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (drain, exit code 0) or a failed load (1)."""
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        log.info(
-            "listening on %s:%d (model %s, drain %.0fs)",
-            self.settings.host,
-            self.port,
-            self.settings.model_id,
-            self.settings.drain_seconds,
-        )
-        self.start()
-        while not self._stop.wait(0.5):
-            pass
+    async def shutdown(self, server: uvicorn.Server) -> None:
+        """Stop accepting, let in-flight requests finish for up to DRAIN_SECONDS, then close."""
+        self._cancel_load.set()
+        for listener in server.servers:
+            listener.close()  # new connections are refused from here on
         if self.state == FAILED:
-            self.close()
-            log.error("exiting: the model could not be loaded (%s)", self.load_error)
-            return 1
-        # SIGTERM is the normal way to stop: exit 0 even if the drain timed out
-        # (drain() logs how many requests were cut off).
-        self.drain(self.settings.drain_seconds)
-        return 0
-
-    def drain(self, timeout: float) -> bool:
-        """Stop accepting, wait for in-flight requests up to ``timeout`` seconds."""
+            await self._close_connections(server, abort=True)
+            return
         self.state = DRAINING
         self.metrics.model_ready.set(0)
-        with self._inflight_cond:
-            pending = self._inflight
-        log.info("shutting down: no new connections; %d request(s) in flight, up to %.0fs", pending, timeout)
-        self.close()
-        deadline = time.monotonic() + timeout
-        with self._inflight_cond:
-            while self._inflight > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._inflight_cond.wait(remaining)
-            left = self._inflight
-        if left:
-            log.warning("drain timed out after %.0fs with %d request(s) still running", timeout, left)
-            return False
-        log.info("drained; exiting")
-        return True
+        timeout = self.settings.drain_seconds
+        log.info("shutting down: no new connections; %d request(s) in flight, up to %.0fs", self._inflight, timeout)
+        assert self._idle is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        if self._inflight:
+            log.warning("drain timed out after %.0fs with %d request(s) still running", timeout, self._inflight)
+            await self._close_connections(server, abort=True)
+        else:
+            log.info("drained; exiting")
+            await self._close_connections(server, abort=False)
+        if self.batcher is not None:
+            await self.batcher.close()
 
-    def close(self) -> None:
-        """Stop the accept loop and close the listening socket (refuse new connections)."""
-        self._stop.set()
-        if self._serve_thread is not None and self._serve_thread.is_alive():
-            self.httpd.shutdown()
-        self.httpd.server_close()
+    async def _close_connections(self, server: uvicorn.Server, *, abort: bool) -> None:
+        state = server.server_state
+        if abort:
+            self._aborting = True  # handlers cancelled below end quietly (their clients are cut off)
+            for conn in list(state.connections):
+                conn.transport.abort()
+            await asyncio.sleep(0)  # let connection_lost mark the requests disconnected
+            for task in list(state.tasks):
+                task.cancel()
+        else:
+            for conn in list(state.connections):
+                conn.shutdown()  # idle keep-alive connections close now, busy ones after their response
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=2.0)
 
     # ---- request accounting ---------------------------------------------
     def enter(self) -> None:
-        with self._inflight_cond:
-            self._inflight += 1
+        self._inflight += 1
+        if self._idle is not None:
+            self._idle.clear()
         self.metrics.in_flight.inc()
 
     def leave(self) -> None:
         self.metrics.in_flight.dec()
-        with self._inflight_cond:
-            self._inflight -= 1
-            self._inflight_cond.notify_all()
+        self._inflight -= 1
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    @property
+    def draining(self) -> bool:
+        return self.state == DRAINING
+
+    @property
+    def aborting(self) -> bool:
+        return self._aborting
+
+    async def in_pool(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     # ---- API -------------------------------------------------------------
     def require_ready(self) -> SentenceEmbedder:
-        if self.state == READY and self.model is not None:
-            return self.model
-        if self.state == DRAINING and self.model is not None:
-            return self.model  # requests already on an open connection still get served
+        if self.model is not None and self.state in (READY, DRAINING):
+            return self.model  # while draining, requests already on an open connection still get served
         raise ApiError(
             503,
             "the model is still loading; retry shortly" if self.state == LOADING else "the server is not ready",
@@ -232,10 +356,6 @@ class ModelServer:
                 code="model_not_found",
             )
 
-    def models(self) -> dict[str, Any]:
-        self.require_ready()
-        return {"object": "list", "data": [self.model_card()]}
-
     def model_card(self) -> dict[str, Any]:
         return {
             "id": self.settings.model_id,
@@ -244,8 +364,8 @@ class ModelServer:
             "owned_by": "model-serving",
         }
 
-    def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = self.require_ready()
+    def prepare_embeddings(self, model: SentenceEmbedder, body: dict[str, Any]) -> tuple[list[list[int]], str]:
+        """Validate an embeddings request and tokenize its inputs (in the prepare pool)."""
         self.check_model_name(body)
         texts = _parse_input(body.get("input"), self.settings.max_batch_inputs)
         fmt = body.get("encoding_format", "float")
@@ -271,36 +391,97 @@ class ModelServer:
                     param="input",
                     code="context_length_exceeded",
                 )
-        started = time.monotonic()
-        with self._inference_slots:
-            vectors = model.embed_ids(token_ids)
-        self.metrics.inference_seconds.observe(time.monotonic() - started)
-        total = sum(len(ids) for ids in token_ids)
-        self.metrics.inputs.labels("/v1/embeddings").inc(len(texts))
-        self.metrics.prompt_tokens.labels("/v1/embeddings").inc(total)
-        data = []
+        return token_ids, fmt
+
+    def render_embeddings(self, vectors: np.ndarray, fmt: str, tokens: int) -> bytes:
+        """The response body (in the prepare pool, one embedding at a time so the GIL changes hands)."""
+        parts = []
         for i, vec in enumerate(vectors):
             if fmt == "base64":
-                emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii")
+                emb = '"' + base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii") + '"'
             else:
-                emb = [float(x) for x in vec]
-            data.append({"object": "embedding", "index": i, "embedding": emb})
-        return {
-            "object": "list",
-            "data": data,
-            "model": self.settings.model_id,
-            "usage": {"prompt_tokens": total, "total_tokens": total},
-        }
-
-    def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.require_ready()
-        self.check_model_name(body)
-        raise ApiError(
-            400,
-            f"model {self.settings.model_id!r} is an embedding model and cannot generate text; use /v1/embeddings",
-            param="model",
-            code="model_not_generative",
+                emb = json.dumps(vec.tolist(), separators=(",", ":"), allow_nan=False)
+            parts.append(f'{{"object":"embedding","index":{i},"embedding":{emb}}}')
+        tail = json.dumps(
+            {"model": self.settings.model_id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+            separators=(",", ":"),
         )
+        return ('{"object":"list","data":[' + ",".join(parts) + "]," + tail[1:]).encode("utf-8")
+
+    async def embed(self, token_ids: list[list[int]]) -> np.ndarray:
+        assert self.batcher is not None
+        started = time.monotonic()
+        vectors = await self.batcher.embed(token_ids)
+        self.metrics.inference_seconds.observe(time.monotonic() - started)
+        return vectors
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        headers = request.headers
+        if "transfer-encoding" in headers:
+            raise ApiError(
+                411, "chunked request bodies are not supported; send Content-Length", code="length_required", close=True
+            )
+        raw = headers.get("content-length")
+        if raw is None:
+            raise ApiError(411, "a JSON body with a Content-Length header is required", code="length_required")
+        length = int(raw)  # h11 has checked that it is a number
+        limit = self.settings.max_request_bytes
+        if length > limit:
+            if length <= 4 * limit:  # read it so the client sees the 413, not a reset
+                async for _ in request.stream():
+                    pass
+            raise ApiError(
+                413,
+                f"request body of {length} bytes exceeds the {limit}-byte limit",
+                code="request_too_large",
+                close=True,
+            )
+        raw_body = await request.body()
+        if len(raw_body) <= INLINE_JSON_BYTES:
+            return _parse_json(raw_body)
+        return await self.in_pool(self.prepare_pool, _parse_json, raw_body)
+
+    async def debug_delay(self, request: Request) -> None:
+        raw = request.headers.get("x-debug-delay-seconds")
+        if raw is None or not self.settings.debug_allow_delay_header:
+            return
+        try:
+            delay = min(max(float(raw), 0.0), MAX_DEBUG_DELAY)
+        except ValueError:
+            raise _bad("X-Debug-Delay-Seconds must be a number", None, "invalid_header") from None
+        await asyncio.sleep(delay)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the proto says TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise _bad("request body is not UTF-8 text", None, "invalid_json") from None
+    except json.JSONDecodeError as exc:
+        raise _bad(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            None,
+            "invalid_json",
+        ) from None
+    except RecursionError:
+        raise _bad("request body is nested too deeply", None, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise _bad("request body must be a JSON object", None, "invalid_json")
+    return body
 
 
 def _parse_input(value: Any, max_items: int) -> list[str]:
@@ -329,241 +510,168 @@ def _parse_input(value: Any, max_items: int) -> list[str]:
     return items
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    app: ModelServer
+# ---- the ASGI app --------------------------------------------------------------------------------------------------
+def build_app(server: ModelServer) -> ASGIApp:
+    async def healthz(request: Request) -> Response:
+        return json_response(200, {"status": "ok"})
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Connection resets and the like: log one line, never a traceback to the client.
-        log.debug("connection error from %s", client_address, exc_info=True)
+    async def readyz(request: Request) -> Response:
+        if server.state == READY:
+            return json_response(200, {"status": "ready", "model": server.settings.model_id})
+        return json_response(503, {"status": server.state})
+
+    async def metrics(request: Request) -> Response:
+        return Response(server.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def models(request: Request) -> Response:
+        server.require_ready()
+        return json_response(200, {"object": "list", "data": [server.model_card()]})
+
+    async def model_card(request: Request) -> Response:
+        server.require_ready()
+        name = request.path_params["model_id"]
+        if name != server.settings.model_id:
+            raise ApiError(404, f"model {name!r} is not served here", param="model", code="model_not_found")
+        return json_response(200, server.model_card())
+
+    async def embeddings(request: Request) -> Response:
+        body = await server.read_json(request)
+        await server.debug_delay(request)
+        model = server.require_ready()
+        token_ids, fmt = await server.in_pool(server.prepare_pool, server.prepare_embeddings, model, body)
+        vectors = await server.embed(token_ids)
+        tokens = sum(len(ids) for ids in token_ids)
+        server.metrics.inputs.labels("/v1/embeddings").inc(len(token_ids))
+        server.metrics.prompt_tokens.labels("/v1/embeddings").inc(tokens)
+        payload = await server.in_pool(server.prepare_pool, server.render_embeddings, vectors, fmt, tokens)
+        return Response(payload, media_type="application/json")
+
+    async def completions(request: Request) -> Response:
+        body = await server.read_json(request)
+        await server.debug_delay(request)
+        server.require_ready()
+        server.check_model_name(body)
+        raise ApiError(
+            400,
+            f"model {server.settings.model_id!r} is an embedding model and cannot generate text; use /v1/embeddings",
+            param="model",
+            code="model_not_generative",
+        )
+
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics,
+        "/v1/models": models,
+        "/v1/models/{model_id:path}": model_card,
+        "/v1/embeddings": embeddings,
+        "/v1/completions": completions,
+    }
+    routes: list[tuple[Route, tuple[str, ...]]] = []
+    for path, methods in ROUTES.items():
+        route = Route(path, handlers[path], methods=list(methods))
+        route.methods = set(methods)  # Starlette adds HEAD to every GET route; keep the table's methods
+        routes.append((route, methods))
+
+    def allowed(scope: Scope) -> str:
+        for route, methods in routes:
+            if route.matches(scope)[0] is not Match.NONE:
+                return ", ".join(methods)
+        return ""
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        path = request.url.path
+        if exc.status_code == 405:
+            allow = allowed(request.scope)
+            return ApiError(
+                405,
+                f"{request.method} is not allowed on {path}; use {allow}",
+                code="method_not_allowed",
+                headers={"Allow": allow},
+            ).response()
+        if exc.status_code == 404:
+            return ApiError(404, f"no such endpoint: {path}", code="not_found").response()
+        return ApiError(exc.status_code, exc.detail, headers=dict(exc.headers or {})).response()
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        return Response(status_code=499)  # nobody to send it to: recorded in the metrics only
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return json_response(500, INTERNAL_ERROR, {"Connection": "close"})
+
+    app = Starlette(
+        routes=[route for route, _ in routes],
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+            Exception: internal_error,
+        },
+    )
+    app.router.redirect_slashes = False
+    return _Front(server, app)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "model-server/" + __version__
-    sys_version = ""
-    server: _HTTPServer
+class _Front:
+    """Outermost ASGI layer: path normalisation, unknown methods, request accounting and logs, last-resort errors."""
 
-    def version_string(self) -> str:
-        return self.server_version
+    def __init__(self, server: ModelServer, app: ASGIApp) -> None:
+        self.server = server
+        self.app = app
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.app.settings.keepalive_seconds)
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    # Every method goes through _dispatch, unknown ones too (405, JSON).
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        app = self.server.app
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        server = self.server
         started = time.monotonic()
-        path = urlsplit(self.path).path
+        method = scope["method"]
+        path = scope["path"]
         if len(path) > 1 and path.endswith("/"):
-            path = path.rstrip("/")
+            path = path.rstrip("/") or "/"
+            scope = {**scope, "path": path}
         endpoint = endpoint_label(path)
         status = 500
-        app.enter()
+        response_started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"cache-control", b"no-store"))
+                if server.draining and (b"connection", b"close") not in headers:
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        server.enter()
         try:
-            if app.state == DRAINING:
-                self.close_connection = True
-            status = self._route(app, path)
-        except ApiError as err:
-            status = err.status
-            self._send_json(err.status, err.body(), err.headers)
-        except OSError as exc:  # the client went away or stalled (timeout): nobody to answer
-            status = 499
-            self.close_connection = True
-            log.info("%s %s: connection lost (%s)", self.command, path, type(exc).__name__)
+            if method not in KNOWN_METHODS:
+                await ApiError(501, f"unsupported method {method!r}", close=True).response()(
+                    scope, receive, tracked_send
+                )
+            else:
+                await self.app(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            if not server.aborting:
+                raise
+            status = 499  # cut off by a drain that timed out
         except Exception:
-            log.exception("unhandled error on %s %s", self.command, path)
-            status = 500
-            self.close_connection = True
-            self._send_json(
-                500,
-                {"error": {"message": "internal server error", "type": "server_error", "param": None, "code": None}},
-            )
+            log.exception("unhandled error on %s %s", method, path)
+            if not response_started:  # else Starlette has sent the JSON 500 and re-raised it for this log
+                await json_response(500, INTERNAL_ERROR, {"Connection": "close"})(scope, receive, tracked_send)
         finally:
             elapsed = time.monotonic() - started
-            app.metrics.requests.labels(endpoint, self.command, str(status)).inc()
-            app.metrics.latency.labels(endpoint).observe(elapsed)
-            app.leave()
+            server.metrics.requests.labels(endpoint, method, str(status)).inc()
+            server.metrics.latency.labels(endpoint).observe(elapsed)
+            server.leave()
+            if status == 499:
+                log.info("%s %s: connection lost", method, path)
             level = logging.DEBUG if endpoint in ("/healthz", "/readyz", "/metrics") else logging.INFO
-            log.log(level, "%s %s %d %.1fms", self.command, path, status, elapsed * 1000)
-
-    def _route(self, app: ModelServer, path: str) -> int:
-        method = self.command
-        allowed = ROUTES.get(path)
-        if allowed is None and path.startswith("/v1/models/"):
-            allowed = ("GET",)
-        if allowed is None:
-            self._discard_body()
-            raise ApiError(404, f"no such endpoint: {path}", code="not_found")
-        if method not in allowed:
-            self._discard_body()
-            raise ApiError(
-                405,
-                f"{method} is not allowed on {path}; use {', '.join(allowed)}",
-                code="method_not_allowed",
-                headers={"Allow": ", ".join(allowed)},
-            )
-        if path == "/healthz":
-            return self._send_json(200, {"status": "ok"})
-        if path == "/readyz":
-            if app.state == READY:
-                return self._send_json(200, {"status": "ready", "model": app.settings.model_id})
-            return self._send_json(503, {"status": app.state})
-        if path == "/metrics":
-            return self._send_bytes(200, app.metrics.render(), METRICS_CONTENT_TYPE)
-        if path == "/v1/models":
-            return self._send_json(200, app.models())
-        if path.startswith("/v1/models/"):
-            app.require_ready()
-            name = path[len("/v1/models/") :]
-            if name != app.settings.model_id:
-                raise ApiError(404, f"model {name!r} is not served here", param="model", code="model_not_found")
-            return self._send_json(200, app.model_card())
-        body = self._read_json_body(app)
-        self._debug_delay(app)
-        if path == "/v1/embeddings":
-            return self._send_json(200, app.embeddings(body))
-        return self._send_json(200, app.completions(body))
-
-    def _debug_delay(self, app: ModelServer) -> None:
-        raw = self.headers.get("X-Debug-Delay-Seconds")
-        if raw is None or not app.settings.debug_allow_delay_header:
-            return
-        try:
-            delay = min(max(float(raw), 0.0), MAX_DEBUG_DELAY)
-        except ValueError:
-            raise _bad("X-Debug-Delay-Seconds must be a number", None, "invalid_header") from None
-        time.sleep(delay)
-
-    def _content_length(self) -> int | None:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return None
-        try:
-            length = int(raw)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise _bad("invalid Content-Length header", None, "invalid_header")
-        return length
-
-    def _discard_body(self) -> None:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            return
-        length = self._content_length() or 0
-        if length > 64 * 1024:
-            self.close_connection = True
-        else:
-            self._skip(length)
-
-    def _skip(self, length: int) -> None:
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                return
-            length -= len(chunk)
-
-    def _read_json_body(self, app: ModelServer) -> dict[str, Any]:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(411, "chunked request bodies are not supported; send Content-Length", code="length_required")
-        length = self._content_length()
-        if length is None:
-            raise ApiError(411, "a JSON body with a Content-Length header is required", code="length_required")
-        limit = app.settings.max_request_bytes
-        if length > limit:
-            self.close_connection = True
-            if length <= 4 * limit:  # read it so the client sees the 413, not a reset
-                self._skip(length)
-            raise ApiError(
-                413, f"request body of {length} bytes exceeds the {limit}-byte limit", code="request_too_large"
-            )
-        raw = self.rfile.read(length)
-        if len(raw) != length:
-            self.close_connection = True
-            raise _bad("request body ended early", None, "invalid_body")
-        try:
-            body = json.loads(raw)
-        except UnicodeDecodeError:
-            raise _bad("request body is not UTF-8 text", None, "invalid_json") from None
-        except json.JSONDecodeError as exc:
-            raise _bad(
-                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                None,
-                "invalid_json",
-            ) from None
-        except RecursionError:
-            raise _bad("request body is nested too deeply", None, "invalid_json") from None
-        if not isinstance(body, dict):
-            raise _bad("request body must be a JSON object", None, "invalid_json")
-        return body
-
-    # ---- responses ------------------------------------------------------
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> int:
-        data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        return self._send_bytes(status, data, "application/json", headers)
-
-    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> int:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        return status
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors raised by http.server itself (bad request line, huge headers): JSON too."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":  # unparsable request line: still answer with a status line
-            self.request_version = "HTTP/1.0"
-        body = {"error": {"message": message or phrase, "type": "invalid_request_error", "param": None, "code": None}}
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass  # _dispatch logs one line per request
+            log.log(level, "%s %s %d %.1fms", method, path, status, elapsed * 1000)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+
+# As the server runs (model_server/__main__.py): one BLAS thread. In-process encoder tests are then not slowed
+# down by OpenBLAS threads spinning on a busy machine. Must be set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -103,3 +103,12 @@ def test_cpu_limit_from_cgroup_v1(tmp_path: Path) -> None:
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_limit(str(tmp_path)) is None
     assert 1 <= default_concurrency() <= 4
+
+
+def test_batch_wait() -> None:
+    assert Settings.from_env({}).batch_wait_ms == 2.0
+    assert Settings.from_env({"BATCH_WAIT_MS": "0"}).batch_wait_ms == 0.0
+    assert Settings.from_env({"BATCH_WAIT_MS": "7.5"}).batch_wait_ms == 7.5
+    for bad in ("-1", "1001", "soon", "nan"):
+        with pytest.raises(ConfigError, match="BATCH_WAIT_MS"):
+            Settings.from_env({"BATCH_WAIT_MS": bad})

@@ -185,6 +185,22 @@ def test_keep_alive_connection_serves_several_requests(ready_server: ServerProce
         conn.close()
 
 
+def test_keep_alive_responses_are_not_held_back(ready_server: ServerProcess) -> None:
+    # A response's head and body are written separately: without TCP_NODELAY, Nagle's algorithm holds the
+    # body until the client's delayed ACK (40 ms or more on Linux) on every request of a keep-alive connection.
+    conn = http.client.HTTPConnection("127.0.0.1", ready_server.port, timeout=10)
+    try:
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            times.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    assert sorted(times)[10] < 0.03, f"median keep-alive round trip {sorted(times)[10] * 1000:.0f} ms"
+
+
 def test_metrics_move_with_requests(ready_server: ServerProcess) -> None:
     url = ready_server.url
     first = get(url, "/metrics")
@@ -207,6 +223,7 @@ def test_metrics_move_with_requests(ready_server: ServerProcess) -> None:
     assert delta("model_server_inference_duration_seconds_count") == 1
     # the scrape itself is the only request in flight
     assert metric(after, "model_server_requests_in_flight") == 1
+    assert metric(after, "model_server_requests_waiting") == 0
     assert metric(after, "model_server_model_ready") == 1
     assert 0 < metric(after, "model_server_model_load_seconds") < 120
     assert metric(after, "model_server_model_info", model_id=MODEL_ID, task="embedding", dimension="384") == 1
