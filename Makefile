@@ -28,7 +28,7 @@ ON_LOCAL_CLUSTER = $(if $(KUBE_CONTEXT),,$(filter $(STACK),$(LOCAL_CLUSTER_STACK
 STACK_CONFIG = $(if $(KUBE_CONTEXT),--config-file "$$($(BIN)/python scripts/context_config.py $(STACK) $(KUBE_CONTEXT))",)
 
 .PHONY: help venv pulumi pulumi-cmd state up up-preflight render preview down destroy recover test unit lint \
-	image-test bench clean
+	docs image-test bench clean
 
 help:
 	@echo "make up          pulumi up of the local stack: starts the local cluster, serves a model, prints its endpoint"
@@ -39,6 +39,7 @@ help:
 	@echo "make cluster-up | cluster-down | cluster-status   the local Kubernetes (kubeconfig .cluster/kubeconfig)"
 	@echo "make e2e         end-to-end tests: up/update/refresh/destroy of real stacks on the local cluster"
 	@echo "make recover STACK=…   after an interrupted up: lock, pending operations, refresh (then make up)"
+	@echo "make docs        the docs site (mkdocs build --strict) into site/; broken links fail it"
 	@echo "make lint | unit | image-test | bench | destroy STACK=… | clean"
 
 # The venv is rebuilt only when a requirement file changes.
@@ -117,9 +118,16 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/mypy provider
 	$(BIN)/mypy examples/python
-	$(BIN)/yamllint --strict -d "$(YAMLLINT_CONFIG)" stacks Pulumi.yaml examples provider/PulumiPlugin.yaml .github/workflows
+	$(BIN)/yamllint --strict -d "$(YAMLLINT_CONFIG)" stacks Pulumi.yaml examples provider/PulumiPlugin.yaml .github/workflows \
+		mkdocs.yml
+	$(BIN)/python scripts/lint_shell.py
 	scripts/install-actionlint
 	.tools/bin/actionlint
+
+# The docs site (mkdocs.yml, docs/) into the git-ignored site/. --strict: a warning, such as a link to a page or
+# an anchor that does not exist, fails the build. `mkdocs serve` previews it while editing.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 unit: venv
 	$(BIN)/pytest tests/unit tests/policy
@@ -127,7 +135,7 @@ unit: venv
 image-test: venv
 	scripts/image-test
 
-test: venv pulumi k8s lint
+test: venv pulumi k8s lint docs
 	$(BIN)/pytest tests --ignore=tests/e2e
 	$(MAKE) image-test
 	$(MAKE) e2e
@@ -139,7 +147,7 @@ bench: venv pulumi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf rendered .pytest_cache .ruff_cache .mypy_cache
+	rm -rf rendered site .pytest_cache .ruff_cache .mypy_cache
 
 # ---------------------------------------------------------------------------------------------------
 # CI (.github/workflows): set-up shared by the preview and up workflows, which then run pulumi/actions with the

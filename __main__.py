@@ -19,7 +19,9 @@ provider = k8s.Provider(
 # Only a stack with a GPU model or a Karpenter NodePool owns the pool's cluster-wide objects (gpuPool's doc).
 if stack.needs_gpu_pool:
     pool = GpuNodePool(
-        stack.gpu_pool.name, GpuNodePoolArgs(pool=stack.gpu_pool), pulumi.ResourceOptions(provider=provider)
+        stack.gpu_pool.name,
+        GpuNodePoolArgs(pool=stack.gpu_pool, monitoring=stack.monitoring),
+        pulumi.ResourceOptions(provider=provider),
     )
     scheduling = pool.scheduling
 else:
@@ -32,6 +34,7 @@ for model in stack.models:
             scheduling=scheduling,
             hub_token=config.get_secret("hubToken"),
             registry_password=config.get_secret("registryPassword"),
+            monitoring=stack.monitoring,
         ),
         pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )

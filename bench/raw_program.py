@@ -4,8 +4,8 @@ It is the baseline of the component layer's overhead. It reads the same stack co
 registers the same plans (:mod:`components.plans`: every object from the :mod:`components.specs` builders, in
 order, with what it waits for and its custom timeouts) with the same :func:`components.kube.register_steps`, and
 exports the same stack outputs. What it leaves out is exactly the component layer: the GpuNodePool, ModelService,
-ModelImage, ModelDeployment, LoadBalancedService and Autoscaler resources, their parent links and registered
-outputs.
+ModelImage, ModelDeployment, LoadBalancedService, Autoscaler and ModelMonitoring resources, their parent links and
+registered outputs.
 
 Dependencies are the ones the component program's objects are registered with (``python -m bench.mock_run --check``
 compares both): every namespaced object waits for its Namespace, the Deployment also for its ServiceAccount,
@@ -45,7 +45,7 @@ def on_provider(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
 pool = stack.gpu_pool
 scheduling = specs.gpu_scheduling(pool)
 if stack.needs_gpu_pool:
-    register_steps(plans.gpu_node_pool(pool), lambda after: on_provider(*after))
+    register_steps(plans.gpu_node_pool(pool, stack.monitoring), lambda after: on_provider(*after))
 
 hub_token = config.get_secret("hubToken")
 for model in stack.models:
@@ -59,10 +59,13 @@ for model in stack.models:
         plans.model_deployment(model, image_ref, scheduling, secret), lambda after, ns=ns: on_provider(ns, *after)
     )
     # LoadBalancedService's objects.
-    svc = register_steps(plans.load_balanced_service(model), lambda after, ns=ns: on_provider(ns, *after))["service"]
+    in_ns = lambda after, ns=ns: on_provider(ns, *after)  # noqa: E731
+    svc = register_steps(plans.load_balanced_service(model, stack.monitoring), in_ns)["service"]
     # Autoscaler's object: waiting for the ModelDeployment component means waiting for its objects.
     waits = [ns, *deployment_objects.values()]
-    register_steps(plans.autoscaler(model), lambda after, waits=waits: on_provider(*waits, *after))
+    register_steps(plans.autoscaler(model, stack.monitoring), lambda after, waits=waits: on_provider(*waits, *after))
+    # ModelMonitoring's objects.
+    register_steps(plans.model_monitoring(model, stack.monitoring), in_ns)
     port = model.service.port
     endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
         lambda parts, port=port: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
     from components.image import ModelImage, ModelImageArgs
     from components.model_service import ModelService, ModelServiceArgs
+    from components.monitoring import ModelMonitoring, ModelMonitoringArgs
     from components.service import LoadBalancedService, LoadBalancedServiceArgs
     from components.specs import GpuScheduling
 
@@ -33,6 +34,8 @@ _EXPORTS = {
     "ModelImageArgs": "image",
     "ModelService": "model_service",
     "ModelServiceArgs": "model_service",
+    "ModelMonitoring": "monitoring",
+    "ModelMonitoringArgs": "monitoring",
     "LoadBalancedService": "service",
     "LoadBalancedServiceArgs": "service",
     "GpuScheduling": "specs",
@@ -51,6 +54,8 @@ __all__ = [
     "ModelDeploymentArgs",
     "ModelImage",
     "ModelImageArgs",
+    "ModelMonitoring",
+    "ModelMonitoringArgs",
     "ModelService",
     "ModelServiceArgs",
     "StackConfig",

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components import plans, specs
 from components.capacity import GpuCapacity
-from components.config import GpuPoolConfig
+from components.config import GpuPoolConfig, MonitoringConfig
 from components.kube import child_options, register_steps
 
 
 @dataclass
 class GpuNodePoolArgs:
     pool: GpuPoolConfig
+    # The DCGM exporter's ServiceMonitor takes the stack's monitoring labels and scrape interval.
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 class GpuNodePool(pulumi.ComponentResource):
     """NVIDIA device plugin (DaemonSet, its ConfigMap and a default-deny NetworkPolicy), RuntimeClass, optional
-    Karpenter NodePool.
+    DCGM exporter (DaemonSet, counters ConfigMap, NetworkPolicy, Service, ServiceMonitor), optional Karpenter
+    NodePool.
 
     ``scheduling`` is the contract workloads follow to land on the pool; ``gpu_budget`` the GPUs it may hold.
     ``capacity`` hands those GPUs out: every ModelService (ModelDeployment) given this pool's ``scheduling``
@@ -37,6 +40,8 @@ class GpuNodePool(pulumi.ComponentResource):
         self.capacity: GpuCapacity = GpuCapacity(pool.name, pool.gpu_budget)
         self.scheduling = dataclasses.replace(specs.gpu_scheduling(pool), capacity=self.capacity)
         self.gpu_budget = pool.gpu_budget
-        objects = register_steps(plans.gpu_node_pool(pool), lambda after: child_options(self, opts, depends_on=after))
+        objects = register_steps(
+            plans.gpu_node_pool(pool, args.monitoring), lambda after: child_options(self, opts, depends_on=after)
+        )
         self.runtime_class = objects["runtime-class"]
         self.register_outputs({"scheduling": self.scheduling.wire(), "gpu_budget": self.gpu_budget})

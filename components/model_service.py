@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components import specs
 from components.autoscaler import Autoscaler, AutoscalerArgs
-from components.config import ModelConfig
+from components.config import ModelConfig, MonitoringConfig
 from components.deployment import ModelDeployment, ModelDeploymentArgs, reserve_gpus
 from components.image import ModelImage, ModelImageArgs
 from components.kube import child_options, register
+from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 from components.service import LoadBalancedService, LoadBalancedServiceArgs
 
 
@@ -21,10 +22,13 @@ class ModelServiceArgs:
     scheduling: specs.GpuScheduling
     hub_token: pulumi.Input[str] | None = None
     registry_password: pulumi.Input[str] | None = None
+    # The stack's monitoring block: ServiceMonitor, alerts and dashboard when enabled; KEDA's Prometheus.
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 class ModelService(pulumi.ComponentResource):
-    """Namespace, ModelImage, ModelDeployment, LoadBalancedService and (with autoscaling) Autoscaler.
+    """Namespace, ModelImage, ModelDeployment, LoadBalancedService, (with autoscaling) Autoscaler and (with
+    monitoring enabled) ModelMonitoring.
 
     ``scheduling`` from a ``GpuNodePool`` carries the pool's GPU ledger: the model reserves its peak GPUs from it
     before registering anything, so several ModelServices on one pool never exceed its ``gpuBudget``.
@@ -55,9 +59,16 @@ class ModelService(pulumi.ComponentResource):
             ),
             in_ns,
         )
-        service = LoadBalancedService(name, LoadBalancedServiceArgs(model=model), in_ns)
+        monitoring = args.monitoring
+        service = LoadBalancedService(name, LoadBalancedServiceArgs(model=model, monitoring=monitoring), in_ns)
         if model.autoscaling is not None:
-            Autoscaler(name, AutoscalerArgs(model=model), child_options(self, opts, depends_on=[ns, deployment]))
+            Autoscaler(
+                name,
+                AutoscalerArgs(model=model, monitoring=monitoring),
+                child_options(self, opts, depends_on=[ns, deployment]),
+            )
+        if monitoring.enabled:
+            ModelMonitoring(name, ModelMonitoringArgs(model=model, monitoring=monitoring), in_ns)
         self.endpoint = service.endpoint
         self.image_ref = image.image_ref
         self.namespace = pulumi.Output.from_input(model.namespace)

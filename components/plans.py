@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import specs
-from components.config import GpuPoolConfig, ModelConfig
+from components.config import GpuPoolConfig, ModelConfig, MonitoringConfig
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,9 @@ class Step:
     timeout: str | None = None  # create and update timeout, when the default would be too short
 
 
-def gpu_node_pool(pool: GpuPoolConfig) -> list[Step]:
-    """RuntimeClass, the device plugin (namespace, NetworkPolicy, ConfigMap, DaemonSet), Karpenter NodePool."""
+def gpu_node_pool(pool: GpuPoolConfig, monitoring: MonitoringConfig) -> list[Step]:
+    """RuntimeClass, the device plugin (namespace, NetworkPolicy, ConfigMap, DaemonSet), the DCGM exporter (the
+    same, a Service and its ServiceMonitor), Karpenter NodePool. ``monitoring``: the ServiceMonitor's labels."""
     steps = [Step("runtime-class", specs.runtime_class(pool))]
     if pool.device_plugin.enabled:
         ns = "plugin-namespace"
@@ -34,6 +35,16 @@ def gpu_node_pool(pool: GpuPoolConfig) -> list[Step]:
             Step("plugin-network-policy", specs.device_plugin_network_policy(pool), after=(ns,)),
             Step("plugin-config", specs.device_plugin_config(pool), after=(ns,)),
             Step("plugin", specs.device_plugin_daemon_set(pool), after=(ns, "plugin-config")),
+        ]
+    if pool.dcgm_exporter.enabled:
+        ns = "dcgm-namespace"
+        steps += [
+            Step(ns, specs.namespace(pool.dcgm_exporter.namespace, pod_security="privileged")),
+            Step("dcgm-network-policy", specs.dcgm_network_policy(pool, monitoring), after=(ns,)),
+            Step("dcgm-counters", specs.dcgm_counters(pool), after=(ns,)),
+            Step("dcgm-exporter", specs.dcgm_exporter_daemon_set(pool), after=(ns, "dcgm-counters", "runtime-class")),
+            Step("dcgm-service", specs.dcgm_service(pool), after=(ns,)),
+            Step("dcgm-service-monitor", specs.dcgm_service_monitor(pool, monitoring), after=(ns,)),
         ]
     node_pool = specs.karpenter_node_pool(pool)
     if node_pool is not None:
@@ -68,10 +79,22 @@ def model_deployment(model: ModelConfig, image: Any, scheduling: specs.GpuSchedu
     return steps
 
 
-def load_balanced_service(model: ModelConfig) -> list[Step]:
-    return [Step("service", specs.service(model)), Step("network-policy", specs.network_policy(model))]
+def load_balanced_service(model: ModelConfig, monitoring: MonitoringConfig) -> list[Step]:
+    return [Step("service", specs.service(model)), Step("network-policy", specs.network_policy(model, monitoring))]
 
 
-def autoscaler(model: ModelConfig) -> list[Step]:
+def autoscaler(model: ModelConfig, monitoring: MonitoringConfig) -> list[Step]:
+    """The HPA (driver hpa) or the KEDA ScaledObject (driver keda), never both: KEDA makes an HPA of its own."""
     hpa = specs.autoscaler(model)
-    return [] if hpa is None else [Step("hpa", hpa)]
+    scaled = specs.scaled_object(model, monitoring)
+    return [Step("hpa", hpa)] if hpa is not None else [Step("scaled-object", scaled)] if scaled is not None else []
+
+
+def model_monitoring(model: ModelConfig, monitoring: MonitoringConfig) -> list[Step]:
+    """ServiceMonitor, PrometheusRule, Grafana dashboard ConfigMap (monitoring.enabled)."""
+    built = {
+        "service-monitor": specs.service_monitor(model, monitoring),
+        "alerts": specs.prometheus_rule(model, monitoring),
+        "dashboard": specs.dashboard_config_map(model, monitoring),
+    }
+    return [Step(name, obj) for name, obj in built.items() if obj is not None]

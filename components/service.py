@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
 from components import plans
-from components.config import ModelConfig
+from components.config import ModelConfig, MonitoringConfig
 from components.kube import child_options, register_steps
 
 
 @dataclass
 class LoadBalancedServiceArgs:
     model: ModelConfig
+    # With monitoring enabled, the NetworkPolicy also admits Prometheus' scrapes.
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 def _endpoint(status: Any, port: int, cluster_ip: str | None) -> str:
@@ -35,7 +37,8 @@ class LoadBalancedService(pulumi.ComponentResource):
         super().__init__("model-serving:index:LoadBalancedService", name, None, opts)
         model = args.model
         objects = register_steps(
-            plans.load_balanced_service(model), lambda after: child_options(self, opts, depends_on=after)
+            plans.load_balanced_service(model, args.monitoring),
+            lambda after: child_options(self, opts, depends_on=after),
         )
         svc = objects["service"]
         port = model.service.port

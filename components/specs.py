@@ -7,15 +7,17 @@ placed inside a dict, which the Kubernetes provider resolves.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from components.capacity import GpuCapacity
-from components.config import TMP_SIZE, GpuPoolConfig, ModelConfig, Toleration
+from components.config import GATEWAYS, TMP_SIZE, GpuPoolConfig, ModelConfig, MonitoringConfig, Toleration
+from components.config.engines import DCGM, DCGM_COUNTERS, EXPORTER_ANNOTATION
 from components.config.rules import node_selector_conflicts
 
 Obj = dict[str, Any]
@@ -26,6 +28,9 @@ HTTP_PORT_NAME = "http"
 HUB_TOKEN_DIR = "/var/run/secrets/model-hub"
 CACHE_DIR = "/cache"
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
+DCGM_EXPORTER_NAME = "dcgm-exporter"
+DCGM_PORT = 9400
+METRICS_PATH = "/metrics"
 # Shutdown: the endpoint removal propagates during the preStop pause, then the server drains.
 PRE_STOP_SECONDS = 5
 DRAIN_SECONDS = 25
@@ -379,18 +384,21 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(model.port),
-                    "prometheus.io/path": "/metrics",
+                    "prometheus.io/path": METRICS_PATH,
                 },
             },
             "spec": pod_spec,
         },
     }
     if model.autoscaling is None:
-        spec["replicas"] = model.replicas  # left out under an HPA, which owns the count
+        spec["replicas"] = model.replicas  # left out under an HPA or a ScaledObject, which owns the count
+    # What the pods export on /metrics, for the policy pack's scraped-metrics rule (on the Deployment, not the pod
+    # template: changing it rolls no pod).
+    annotations = {EXPORTER_ANNOTATION: model.engine_spec.exporter.name}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "metadata": _meta(model.name, model.namespace, model_labels(model), annotations=annotations),
         "spec": spec,
     }
 
@@ -433,20 +441,43 @@ def service(model: ModelConfig) -> Obj:
     }
 
 
-def network_policy(model: ModelConfig) -> Obj:
-    rule: Obj = {"ports": [{"protocol": "TCP", "port": model.port}]}
-    if model.service.allow_from:
-        rule["from"] = [{"ipBlock": {"cidr": cidr}} for cidr in model.service.allow_from]
+def _network_policy(
+    name: str,
+    ns: str,
+    labels: Mapping[str, str],
+    pod_selector: Mapping[str, str],
+    ingress: Sequence[Obj],
+    *,
+    deny_egress: bool = False,
+) -> Obj:
+    """A NetworkPolicy admitting ``ingress`` (none: deny all) to the selected pods; ``deny_egress`` denies all
+    egress too."""
+    spec: Obj = {
+        "podSelector": {"matchLabels": dict(pod_selector)} if pod_selector else {},
+        "policyTypes": ["Ingress", "Egress"] if deny_egress else ["Ingress"],
+    }
+    if ingress:
+        spec["ingress"] = list(ingress)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(model.name, model.namespace, model_labels(model)),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(model)},
-            "policyTypes": ["Ingress"],
-            "ingress": [rule],
-        },
+        "metadata": _meta(name, ns, labels),
+        "spec": spec,
     }
+
+
+def _from_namespace(name: str) -> Obj:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def network_policy(model: ModelConfig, monitoring: MonitoringConfig) -> Obj:
+    ports = [{"protocol": "TCP", "port": model.port}]
+    rules: list[Obj] = [{"ports": ports}]
+    if model.service.allow_from:
+        rules[0]["from"] = [{"ipBlock": {"cidr": cidr}} for cidr in model.service.allow_from]
+        if monitoring.enabled:  # Prometheus scrapes /metrics on the serving port from its own namespace
+            rules.append({"from": [_from_namespace(monitoring.namespace)], "ports": ports})
+    return _network_policy(model.name, model.namespace, model_labels(model), selector_labels(model), rules)
 
 
 def _hpa_metric(model: ModelConfig) -> Obj:
@@ -477,34 +508,334 @@ def _hpa_metric(model: ModelConfig) -> Obj:
     }
 
 
-def autoscaler(model: ModelConfig) -> Obj | None:
+def _behavior(model: ModelConfig) -> Obj:
+    """The HPA's behavior; KEDA passes it to the HPA it creates."""
+    assert model.autoscaling is not None
     auto = model.autoscaling
-    if auto is None:
+    # GPU pods take minutes to become ready: add one at a time, remove slowly.
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": auto.scale_up_window_seconds,
+            "selectPolicy": "Max",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": auto.scale_down_window_seconds,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+        },
+    }
+
+
+def _scale_target(model: ModelConfig) -> Obj:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": model.name}
+
+
+def autoscaler(model: ModelConfig) -> Obj | None:
+    """The HPA of a model autoscaled with driver hpa (a KEDA-driven model gets the HPA KEDA makes)."""
+    auto = model.autoscaling
+    if auto is None or model.keda:
         return None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(model.name, model.namespace, model_labels(model)),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": model.name},
+            "scaleTargetRef": _scale_target(model),
             "minReplicas": auto.min_replicas,
             "maxReplicas": auto.max_replicas,
             "metrics": [_hpa_metric(model)],
-            # GPU pods take minutes to become ready: add one at a time, remove slowly.
-            "behavior": {
-                "scaleUp": {
-                    "stabilizationWindowSeconds": auto.scale_up_window_seconds,
-                    "selectPolicy": "Max",
-                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                },
-                "scaleDown": {
-                    "stabilizationWindowSeconds": auto.scale_down_window_seconds,
-                    "selectPolicy": "Min",
-                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
-                },
-            },
+            "behavior": _behavior(model),
         },
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# PromQL: every query the program writes (triggers, alerts, dashboards) is built here
+# ---------------------------------------------------------------------------------------------
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def selector(labels: Mapping[str, str]) -> str:
+    """A PromQL label selector, ``{a="1",b="2"}``."""
+    return "{" + ",".join(f"{k}={_quoted(v)}" for k, v in labels.items()) + "}"
+
+
+def scrape_labels(model: ModelConfig) -> dict[str, str]:
+    """The labels Prometheus gives the series its ServiceMonitor scrapes: the model's namespace and Service."""
+    return {"namespace": model.namespace, "service": model.name}
+
+
+def _model_series(model: ModelConfig, metric: str, extra: Mapping[str, str] | None = None) -> str:
+    return metric + selector({**scrape_labels(model), **(extra or {})})
+
+
+def _deployment_series(model: ModelConfig, metric: str) -> str:
+    """A kube-state-metrics series of the model's Deployment."""
+    return metric + selector({"namespace": model.namespace, "deployment": model.name})
+
+
+def _p95(model: ModelConfig, window: str = "5m") -> str:
+    bucket = _model_series(model, f"{model.engine_spec.latency_metric}_bucket")
+    return f"histogram_quantile(0.95, sum by (le) (rate({bucket}[{window}])))"
+
+
+def scaling_query(model: ModelConfig) -> str:
+    """The model's metric summed over its pods: KEDA divides it by the replicas for a pods metric (AverageValue)
+    and compares the sum itself for an external one (Value)."""
+    assert model.autoscaling is not None and model.autoscaling.metric.name is not None
+    metric = model.autoscaling.metric
+    return f"sum({_model_series(model, str(metric.name), metric.selector)})"
+
+
+WAKE_WINDOW = "2m"  # at least two scrapes of the gateway at a usual 30 s or 1 m interval
+
+
+def wake_query(model: ModelConfig) -> str:
+    """1 while the gateway in front of the model saw requests for its Service in the last minutes, else 0: it can
+    only ask for one replica (threshold 1), queue depth does the rest."""
+    assert model.autoscaling is not None and model.autoscaling.wake is not None
+    gateway = GATEWAYS[model.autoscaling.wake]
+    labels = {k: v.format(namespace=model.namespace, service=model.name) for k, v in gateway.labels.items()}
+    return f"clamp_max(sum(rate({gateway.metric}{selector(labels)}[{WAKE_WINDOW}])), 1)"
+
+
+def _prometheus_trigger(name: str, url: str, query: str, metric_type: str, threshold: str, activation: str) -> Obj:
+    return {
+        "type": "prometheus",
+        "name": name,
+        "metricType": metric_type,
+        "metadata": {
+            "serverAddress": url,
+            "query": query,
+            "threshold": threshold,
+            "activationThreshold": activation,
+        },
+    }
+
+
+def scaled_object(model: ModelConfig, monitoring: MonitoringConfig) -> Obj | None:
+    """A KEDA ScaledObject for a model autoscaled with driver keda: a Prometheus trigger on the model's metric and,
+    for a model that may scale to zero, one on its gateway's requests, which wakes it."""
+    auto = model.autoscaling
+    if auto is None or not model.keda:
+        return None
+    if monitoring.prometheus_url is None:
+        raise ValueError(f"model {model.name!r} scales with KEDA but monitoring.prometheusUrl is not set")
+    metric = auto.metric
+    pods = metric.type == "pods"
+    threshold = metric.target_average_value if pods else metric.target_value
+    assert threshold is not None
+    url = monitoring.prometheus_url
+    triggers = [
+        _prometheus_trigger(
+            "load",
+            url,
+            scaling_query(model),
+            "AverageValue" if pods else "Value",
+            threshold,
+            auto.activation_threshold,
+        )
+    ]
+    if auto.wake is not None:
+        triggers.append(_prometheus_trigger("wake", url, wake_query(model), "AverageValue", "1", "0"))
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "spec": {
+            "scaleTargetRef": _scale_target(model),
+            "pollingInterval": auto.polling_interval,
+            "cooldownPeriod": auto.cooldown_period,
+            "minReplicaCount": auto.min_replicas,
+            "maxReplicaCount": auto.max_replicas,
+            # Prometheus unreachable for three polls: hold this many replicas rather than scale on nothing.
+            "fallback": {"failureThreshold": 3, "replicas": auto.fallback},
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(model)}},
+            "triggers": triggers,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring objects (prometheus-operator, Grafana)
+# ---------------------------------------------------------------------------------------------
+
+
+def _service_monitor(
+    name: str,
+    ns: str,
+    labels: Mapping[str, str],
+    service_labels: Mapping[str, str],
+    port: str,
+    monitoring: MonitoringConfig,
+    *,
+    honor_labels: bool = False,
+) -> Obj:
+    endpoint: Obj = {"port": port, "path": METRICS_PATH, "scheme": "http", "interval": monitoring.scrape_interval}
+    if honor_labels:
+        endpoint["honorLabels"] = True
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(name, ns, {**labels, **monitoring.labels}),
+        "spec": {
+            "selector": {"matchLabels": dict(service_labels)},
+            "namespaceSelector": {"matchNames": [ns]},
+            "endpoints": [endpoint],
+        },
+    }
+
+
+def service_monitor(model: ModelConfig, monitoring: MonitoringConfig) -> Obj | None:
+    """Prometheus scrapes the serving port's /metrics through the model's Service."""
+    if not monitoring.enabled:
+        return None
+    labels = model_labels(model)
+    return _service_monitor(model.name, model.namespace, labels, selector_labels(model), HTTP_PORT_NAME, monitoring)
+
+
+def _alert(name: str, expr: str, minutes: int, severity: str, model: ModelConfig, summary: str, text: str) -> Obj:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": f"{minutes}m",
+        "labels": {"severity": severity, "model": model.name},
+        "annotations": {"summary": summary, "description": text},
+    }
+
+
+def alert_rules(model: ModelConfig) -> list[Obj]:
+    """The serving alerts: not ready, a backlog, slow answers, pods that find no room (no GPU left)."""
+    engine, alerts = model.engine_spec, model.alerts
+    load_minutes = math.ceil(model.probes.model_load_seconds / 60) + 5
+    waiting = _model_series(model, engine.queue_metric)
+    available = _deployment_series(model, "kube_deployment_status_replicas_available")
+    wanted = _deployment_series(model, "kube_deployment_spec_replicas")
+    pending = "kube_pod_status_unschedulable" + selector({"namespace": model.namespace})
+    room = "room on the nodes"
+    if model.resources.gpus:
+        room = "GPUs: the GPU pool's budget (gpuPool.gpuBudget) or its nodes are used up"
+    return [
+        _alert(
+            "ModelNotReady",
+            f"{available} < {wanted}",
+            load_minutes,
+            "critical",
+            model,
+            f"Model {model.name} has fewer ready replicas than it should",
+            f"Replicas of {model.name} have not become ready within the model's load budget "
+            f"(probes.modelLoadSeconds {model.probes.model_load_seconds}s).",
+        ),
+        _alert(
+            "ModelQueueBacklog",
+            f"avg({waiting}) > {alerts.queue_depth}",
+            alerts.queue_minutes,
+            "warning",
+            model,
+            f"Requests queue up at model {model.name}",
+            f"More than {alerts.queue_depth} requests wait per pod of {model.name} on average; the autoscaler is at "
+            "its maximum or cannot add pods.",
+        ),
+        _alert(
+            "ModelLatencyHigh",
+            f"{_p95(model)} > {alerts.p95_latency_seconds:g}",
+            10,
+            "warning",
+            model,
+            f"Model {model.name} answers slowly",
+            f"The 95th percentile request latency of {model.name} is above {alerts.p95_latency_seconds:g}s.",
+        ),
+        _alert(
+            "ModelPodsPending",
+            f"sum({pending}) > 0",
+            10,
+            "warning",
+            model,
+            f"Pods of model {model.name} cannot be scheduled",
+            f"Pods of {model.name} wait for {room}.",
+        ),
+    ]
+
+
+def prometheus_rule(model: ModelConfig, monitoring: MonitoringConfig) -> Obj | None:
+    if not monitoring.enabled:
+        return None
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(model.name, model.namespace, {**model_labels(model), **monitoring.labels}),
+        "spec": {"groups": [{"name": f"{model.name}.serving", "rules": alert_rules(model)}]},
+    }
+
+
+def _panel(panel_id: int, title: str, unit: str, queries: Mapping[str, str]) -> Obj:
+    return {
+        "id": panel_id,
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": 12 * ((panel_id - 1) % 2), "y": 8 * ((panel_id - 1) // 2)},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+            for i, (legend, expr) in enumerate(queries.items())
+        ],
+    }
+
+
+def dashboard(model: ModelConfig) -> Obj:
+    """A Grafana dashboard of the model's engine metrics (and its GPUs', from the DCGM exporter)."""
+    engine = model.engine_spec
+    panels: list[tuple[str, str, dict[str, str]]] = [
+        ("Requests waiting", "short", {"waiting": f"sum({_model_series(model, engine.queue_metric)})"}),
+        ("Requests running", "short", {"running": f"sum({_model_series(model, engine.running_metric)})"}),
+        ("Requests per second", "reqps", {"rps": f"sum(rate({_model_series(model, engine.requests_metric)}[5m]))"}),
+        ("p95 latency", "s", {"p95": _p95(model)}),
+        (
+            "Replicas",
+            "short",
+            {
+                "ready": _deployment_series(model, "kube_deployment_status_replicas_available"),
+                "wanted": _deployment_series(model, "kube_deployment_spec_replicas"),
+            },
+        ),
+    ]
+    if model.resources.gpus:
+        gpu = selector({"namespace": model.namespace})  # the DCGM exporter labels each GPU with its pod
+        panels += [
+            ("GPU utilization", "percent", {"{{pod}}": f"avg by (pod) (DCGM_FI_DEV_GPU_UTIL{gpu})"}),
+            ("GPU memory used", "decmbytes", {"{{pod}}": f"sum by (pod) (DCGM_FI_DEV_FB_USED{gpu})"}),
+        ]
+    return {
+        "title": f"Model {model.name}",
+        "uid": f"model-serving-{model.namespace}"[:40],
+        "tags": [PART_OF, model.engine],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
+        },
+        "panels": [_panel(i, title, unit, queries) for i, (title, unit, queries) in enumerate(panels, start=1)],
+    }
+
+
+def _config_map(name: str, ns: str, labels: Mapping[str, str], data: Mapping[str, str]) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(name, ns, labels), "data": dict(data)}
+
+
+def dashboard_config_map(model: ModelConfig, monitoring: MonitoringConfig) -> Obj | None:
+    """The dashboard as Grafana's dashboard sidecar (kube-prometheus-stack) picks it up: label grafana_dashboard."""
+    if not monitoring.enabled:
+        return None
+    labels = {**model_labels(model), "grafana_dashboard": "1"}
+    body = json.dumps(dashboard(model), indent=2, sort_keys=True)
+    return _config_map(f"{model.name}-dashboard", model.namespace, labels, {f"{model.name}.json": body})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,12 +860,12 @@ def device_plugin_config(pool: GpuPoolConfig) -> Obj:
                 "resources": [{"name": pool.gpu_resource_name, "replicas": pool.device_plugin.time_slicing_replicas}]
             }
         }
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(f"{DEVICE_PLUGIN_NAME}-config", pool.device_plugin.namespace, device_plugin_labels()),
-        "data": {"config.yaml": yaml.safe_dump(settings, sort_keys=False)},
-    }
+    return _config_map(
+        f"{DEVICE_PLUGIN_NAME}-config",
+        pool.device_plugin.namespace,
+        device_plugin_labels(),
+        {"config.yaml": yaml.safe_dump(settings, sort_keys=False)},
+    )
 
 
 def device_plugin_security_context(pool: GpuPoolConfig) -> Obj:
@@ -558,7 +889,6 @@ def device_plugin_security_context(pool: GpuPoolConfig) -> Obj:
 
 def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
     labels = device_plugin_labels()
-    scheduling = gpu_scheduling(pool)
     env = [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}]
     if pool.device_plugin.mig_strategy != "none":
         # The container toolkit then exposes the MIG monitor capability the plugin reads (as NVIDIA's chart does).
@@ -585,45 +915,171 @@ def device_plugin_daemon_set(pool: GpuPoolConfig) -> Obj:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    volumes = [
+        {"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
+        {"name": "config", "configMap": {"name": f"{DEVICE_PLUGIN_NAME}-config"}},
+        # The root filesystem is read-only; a scratch /tmp in case a library wants one.
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+    ]
+    return _node_daemon_set(pool, DEVICE_PLUGIN_NAME, pool.device_plugin.namespace, labels, container, volumes)
+
+
+def _node_daemon_set(
+    pool: GpuPoolConfig,
+    name: str,
+    ns: str,
+    labels: Mapping[str, str],
+    container: Obj,
+    volumes: Sequence[Obj],
+    *,
+    priority: str = "system-node-critical",
+    runtime_class: bool = False,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
+    """A DaemonSet on every GPU node of the pool (its selector and taint), one pod at a time on updates."""
+    scheduling = gpu_scheduling(pool)
+    pod: Obj = {
+        "priorityClassName": priority,
+        "automountServiceAccountToken": False,
+        "nodeSelector": dict(scheduling.node_selector),
+        "tolerations": [
+            *(dict(t) for t in scheduling.tolerations),
+            {"key": "CriticalAddonsOnly", "operator": "Exists"},
+        ],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": list(volumes),
+    }
+    if runtime_class:
+        pod["runtimeClassName"] = scheduling.runtime_class_name
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": _meta(DEVICE_PLUGIN_NAME, pool.device_plugin.namespace, labels),
+        "metadata": _meta(name, ns, labels, annotations=dict(annotations or {})),
         "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "priorityClassName": "system-node-critical",
-                    "automountServiceAccountToken": False,
-                    "nodeSelector": dict(scheduling.node_selector),
-                    "tolerations": [
-                        *(dict(t) for t in scheduling.tolerations),
-                        {"key": "CriticalAddonsOnly", "operator": "Exists"},
-                    ],
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
-                        {"name": "config", "configMap": {"name": f"{DEVICE_PLUGIN_NAME}-config"}},
-                        # The root filesystem is read-only; a scratch /tmp in case a library wants one.
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
-                    ],
-                },
-            },
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
 
 
+def dcgm_labels() -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": DCGM_EXPORTER_NAME,
+        "app.kubernetes.io/instance": DCGM_EXPORTER_NAME,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def dcgm_counters(pool: GpuPoolConfig) -> Obj:
+    """The exporter's counters file, from the one DCGM metric list (engines.DCGM_COUNTERS)."""
+    lines = ["# DCGM field, Prometheus metric type, help message"]
+    lines += [f"{name}, {kind}, {text}" for name, kind, text in DCGM_COUNTERS]
+    data = {"counters.csv": "\n".join(lines) + "\n"}
+    return _config_map(f"{DCGM_EXPORTER_NAME}-counters", pool.dcgm_exporter.namespace, dcgm_labels(), data)
+
+
+def dcgm_exporter_daemon_set(pool: GpuPoolConfig) -> Obj:
+    """NVIDIA's DCGM exporter on every GPU node: GPU metrics labelled with the pod each GPU is given to.
+
+    It needs the GPUs without requesting any (the nvidia runtime class, all devices visible) and the kubelet's
+    pod-resources socket (a hostPath, root) to name the pods. No capability: the device fields it exports need no
+    profiling privilege (SYS_ADMIN), which NVIDIA's chart adds for the DCP fields this list leaves out.
+    """
+    labels = dcgm_labels()
+    http = {"path": "/health", "port": "metrics"}
+    container: Obj = {
+        "name": DCGM_EXPORTER_NAME,
+        "image": pool.dcgm_exporter.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["-f", "/etc/dcgm-exporter/counters.csv", "--address", f":{DCGM_PORT}"],
+        "env": [
+            {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+        ],
+        "ports": [{"name": "metrics", "containerPort": DCGM_PORT, "protocol": "TCP"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "512Mi"},
+            "limits": {"cpu": "100m", "memory": "512Mi"},
+        },
+        # DCGM starts its host engine first: give it a minute before the probes count.
+        "startupProbe": {"httpGet": http, "periodSeconds": 5, "failureThreshold": 24},
+        "readinessProbe": {"httpGet": http, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": http, "periodSeconds": 30, "failureThreshold": 3},
+        "volumeMounts": [
+            {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True},
+            {"name": "counters", "mountPath": "/etc/dcgm-exporter", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    volumes = [
+        {"name": "pod-resources", "hostPath": {"path": "/var/lib/kubelet/pod-resources"}},
+        {"name": "counters", "configMap": {"name": f"{DCGM_EXPORTER_NAME}-counters"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    return _node_daemon_set(
+        pool,
+        DCGM_EXPORTER_NAME,
+        pool.dcgm_exporter.namespace,
+        labels,
+        container,
+        volumes,
+        runtime_class=True,
+        annotations={EXPORTER_ANNOTATION: DCGM.name},  # for the policy pack's scraped-metrics rule
+    )
+
+
+def dcgm_service(pool: GpuPoolConfig) -> Obj:
+    """The exporters' metrics port, for the ServiceMonitor (cluster-internal)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(DCGM_EXPORTER_NAME, pool.dcgm_exporter.namespace, dcgm_labels()),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": DCGM_EXPORTER_NAME},
+            "ports": [{"name": "metrics", "port": DCGM_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
+def dcgm_network_policy(pool: GpuPoolConfig, monitoring: MonitoringConfig) -> Obj:
+    """Only Prometheus reaches the exporters, and they reach nothing (DCGM runs inside the exporter)."""
+    rule = {"from": [_from_namespace(monitoring.namespace)], "ports": [{"protocol": "TCP", "port": DCGM_PORT}]}
+    return _network_policy(
+        DCGM_EXPORTER_NAME, pool.dcgm_exporter.namespace, dcgm_labels(), {}, [rule], deny_egress=True
+    )
+
+
+def dcgm_service_monitor(pool: GpuPoolConfig, monitoring: MonitoringConfig) -> Obj:
+    """honorLabels: the exporter's own namespace and pod labels name the pod each GPU serves, not the exporter."""
+    return _service_monitor(
+        DCGM_EXPORTER_NAME,
+        pool.dcgm_exporter.namespace,
+        dcgm_labels(),
+        {"app.kubernetes.io/name": DCGM_EXPORTER_NAME},
+        "metrics",
+        monitoring,
+        honor_labels=True,
+    )
+
+
 def device_plugin_network_policy(pool: GpuPoolConfig) -> Obj:
     """Default deny for the plugin's namespace: the plugin talks to the kubelet over a unix socket, not the network."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta("default-deny", pool.device_plugin.namespace, device_plugin_labels()),
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-    }
+    return _network_policy(
+        "default-deny", pool.device_plugin.namespace, device_plugin_labels(), {}, [], deny_egress=True
+    )
 
 
 def runtime_class(pool: GpuPoolConfig) -> Obj:

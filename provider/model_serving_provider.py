@@ -13,7 +13,10 @@ real types, not strings. The output annotations are repeated from the library cl
 """
 
 import dataclasses
+import importlib.metadata
 import threading
+import tomllib
+from pathlib import Path
 from typing import Any, TypedDict
 
 import pulumi
@@ -22,12 +25,34 @@ from model_serving_types import GpuPool, ModelServiceArgs
 import components
 from components import specs
 from components.capacity import GpuBudgetError, GpuCapacity
-from components.config import SECRET_KEYS, ConfigError, GpuPoolConfig, ModelConfig, Problem, parse_stack_config
+from components.config import (
+    SECRET_KEYS,
+    ConfigError,
+    GpuPoolConfig,
+    ModelConfig,
+    MonitoringConfig,
+    Problem,
+    parse_stack_config,
+)
 
 PACKAGE = "model-serving"  # type tokens model-serving:index:<Name>, as in the library
-VERSION = "0.1.0"  # pyproject.toml's version
+DISTRIBUTION = "model-serving-components"  # the library's distribution (the repository's pyproject.toml)
 
-_NOT_CONFIG = ("gpuPool", *SECRET_KEYS)
+
+def library_version() -> str:
+    """The one version of the library and this provider: ``[project] version`` of the repository's
+    ``pyproject.toml`` next to this directory, else (the provider installed elsewhere) the installed library's."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        if project.get("name") == DISTRIBUTION:
+            return str(project["version"])
+    return importlib.metadata.version(DISTRIBUTION)
+
+
+VERSION = library_version()
+
+_NOT_CONFIG = ("gpuPool", "monitoring", *SECRET_KEYS)
 
 
 def _plain(value: Any) -> Any:
@@ -45,15 +70,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoolConfig]:
+def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoolConfig, MonitoringConfig]:
     """Validate ``args`` as a one-model stack config; errors name the input (``model.resources.gpus``)."""
     raw: dict[str, Any] = _plain({k: v for k, v in args.items() if k not in _NOT_CONFIG})
     raw.setdefault("name", name)
     if args.get("hubToken") is not None:
         raw["hubToken"] = True  # the stack config's flag; here the token itself says "mount it"
     config: dict[str, object] = {"models": [raw]}
-    if args.get("gpuPool") is not None:
-        config["gpuPool"] = _plain(args["gpuPool"])
+    for block in ("gpuPool", "monitoring"):
+        if args.get(block) is not None:
+            config[block] = _plain(args[block])
     try:
         stack = parse_stack_config(
             config,
@@ -67,7 +93,7 @@ def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoo
             for p in error.problems
         )
         raise ValueError(f"invalid ModelService {name!r}: {renamed.report()}") from None
-    return stack.models[0], stack.gpu_pool
+    return stack.models[0], stack.gpu_pool, stack.monitoring
 
 
 def gpu_pool_config(name: str, args: GpuPool) -> GpuPoolConfig:
@@ -169,7 +195,7 @@ class ModelService(components.ModelService):
     """The model's namespace."""
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        model, pool = model_config(name, args)
+        model, pool, monitoring = model_config(name, args)
         try:
             capacity = shared_capacity(pool)
         except GpuBudgetError as error:
@@ -182,6 +208,7 @@ class ModelService(components.ModelService):
                 scheduling=dataclasses.replace(specs.gpu_scheduling(pool), capacity=capacity),
                 hub_token=args.get("hubToken"),
                 registry_password=args.get("registryPassword"),
+                monitoring=monitoring,
             ),
             opts,
         )

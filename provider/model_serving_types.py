@@ -39,6 +39,23 @@ class DevicePlugin(TypedDict, total=False):
     """MIG strategy. Default: none."""
 
 
+class DcgmExporter(TypedDict, total=False):
+    """NVIDIA's DCGM exporter on the GPU nodes, and its ServiceMonitor (prometheus-operator)."""
+
+    enabled: bool
+    """Deploy it (and its ServiceMonitor). Default: false."""
+    image: str
+    (
+        "The exporter image, pinned: it runs as root on every GPU node. Default: "
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless@sha256:60d3b00ac80b4ae77f94dae2f943685605585ad9e92fdccda3154d009ae317cc."
+    )
+    namespace: str
+    (
+        "Its namespace (pod security `privileged`: it reads the kubelet's pod resources socket through a hostPath). "
+        "Default: nvidia-dcgm-exporter."
+    )
+
+
 class NodeClassRef(TypedDict, total=False):
     """The nodeClassRef keys of Karpenter."""
 
@@ -96,8 +113,34 @@ class GpuPool(TypedDict, total=False):
     """Memory of one GPU, for sizing models from their architecture. Default: 80Gi."""
     devicePlugin: DevicePlugin
     """The NVIDIA device plugin. Default: each key's default."""
+    dcgmExporter: DcgmExporter
+    """The NVIDIA DCGM exporter. Default: each key's default."""
     karpenter: Karpenter
     """A Karpenter NodePool for the GPU nodes. Default: none."""
+
+
+class Monitoring(TypedDict, total=False):
+    """Prometheus (prometheus-operator) monitoring of the models, and the Prometheus KEDA's triggers query."""
+
+    enabled: bool
+    (
+        "Per model a ServiceMonitor, a PrometheusRule of serving alerts and a Grafana dashboard ConfigMap (needs "
+        "prometheus-operator's CRDs). Default: false."
+    )
+    prometheusUrl: str
+    (
+        "The Prometheus KEDA's triggers query, e.g. `http://prometheus-operated.monitoring:9090` (driver keda). "
+        "Default: none."
+    )
+    namespace: str
+    """Where Prometheus runs: the models' NetworkPolicies admit its scrapes from there. Default: monitoring."""
+    labels: dict[str, str]
+    (
+        "Labels of the ServiceMonitors and PrometheusRules, for Prometheus' selectors (e.g. `release: prometheus`). "
+        "Default: {}."
+    )
+    scrapeInterval: str
+    """How often Prometheus scrapes. Default: 30s."""
 
 
 class Registry(TypedDict, total=False):
@@ -201,38 +244,70 @@ class ModelCache(TypedDict, total=False):
 
 
 class Metric(TypedDict, total=False):
-    """What the HPA scales on."""
+    """What the autoscaler scales on."""
 
     type: str
     """A resource, a per-pod or an external metric. Default: cpu."""
     targetUtilization: int
     """For `cpu`: target average utilization (%). Default: 70."""
     name: str
-    """For `pods` / `external` (required): the metric, e.g. from prometheus-adapter. Default: none."""
+    (
+        "For `pods` / `external` (required): a metric the model's engine exports (config reference: Metrics); `pods` "
+        "averages it per pod, `external` sums it over the model. Default: none."
+    )
     targetAverageValue: str
-    """For `pods` (required): target average per pod. Default: none."""
+    """For `pods` (required): target average per pod (KEDA: the trigger's threshold). Default: none."""
     targetValue: str
-    """For `external` (required): target value. Default: none."""
+    """For `external` (required): target value (KEDA: the trigger's threshold). Default: none."""
     selector: dict[str, str]
-    """For `pods` / `external`: metric label selector. Default: {}."""
+    """For `pods` / `external`: metric label selector (KEDA: more labels in the query). Default: {}."""
 
 
 class Autoscaling(TypedDict, total=False):
-    """A HorizontalPodAutoscaler owns the replica count."""
+    """An autoscaler owns the replica count: an HPA, or a KEDA ScaledObject (which may scale to zero)."""
 
+    driver: str
+    (
+        "`hpa`: an autoscaling/v2 HPA (pods/external metrics through an adapter); `keda`: a KEDA ScaledObject with a "
+        "Prometheus trigger (needs monitoring.enabled and monitoring.prometheusUrl). Default: hpa."
+    )
     minReplicas: int
-    """HPA lower bound. Default: 1."""
+    """Lower bound; 0 (scale to zero) only with driver keda and `wake`. Default: 1."""
     maxReplicas: Required[int]
-    """HPA upper bound (`>= minReplicas`)."""
+    """Upper bound (`>= minReplicas`)."""
     metric: Metric
     (
-        "What the HPA scales on. Default: server: {type: cpu}; vllm: {type: pods, name: vllm:num_requests_waiting, "
-        "targetAverageValue: '5'}."
+        "What the autoscaler scales on. Default: server: {type: cpu}; vllm: {type: pods, name: "
+        "vllm:num_requests_waiting, targetAverageValue: '5'}."
     )
     scaleUpWindowSeconds: int
     """Scale-up stabilization window. Default: 0."""
     scaleDownWindowSeconds: int
     """Scale-down stabilization window. Default: 600."""
+    activationThreshold: str
+    """Keda: the metric's value above which a model at minReplicas 0 wakes (KEDA's activationThreshold). Default: 0."""
+    cooldownPeriod: int
+    """Keda: seconds without activity before a model at minReplicas 0 goes back to zero. Default: 300."""
+    pollingInterval: int
+    """Keda: seconds between queries; a model at zero wakes within it. Default: 30."""
+    fallbackReplicas: int
+    """Keda: replicas to hold while Prometheus cannot be queried (3 failed polls). Default: minReplicas, at least 1."""
+    wake: str
+    (
+        "Keda: the gateway in front of the model whose request counter wakes it from zero replicas (required with "
+        "minReplicas 0; docs/scaling.md). Default: none: the model cannot scale to zero."
+    )
+
+
+class Alerts(TypedDict, total=False):
+    """Thresholds of the model's alerts (monitoring.enabled)."""
+
+    queueDepth: int
+    """Waiting requests per pod, on average, that count as a backlog. Default: 10."""
+    queueMinutes: int
+    """Minutes the backlog lasts before its alert fires. Default: 5."""
+    p95LatencySeconds: float
+    """P95 request latency that fires an alert. Default: server: 2; vllm: 60."""
 
 
 class Rollout(TypedDict, total=False):
@@ -329,7 +404,9 @@ class ModelServiceArgs(TypedDict, total=False):
         "none."
     )
     autoscaling: Autoscaling
-    """An HPA instead of a fixed replica count. Default: none."""
+    """An autoscaler (HPA or KEDA) instead of a fixed replica count. Default: none."""
+    alerts: Alerts
+    """Alert thresholds (monitoring.enabled). Default: each key's default."""
     rollout: Rollout
     """Rolling update bounds. Default: each key's default."""
     nodeSelector: dict[str, str]
@@ -350,3 +427,5 @@ class ModelServiceArgs(TypedDict, total=False):
     """Password of `image.build.registry`, for pushes. Default: none."""
     gpuPool: GpuPool
     """The shared GPU node pool: give it the same block as its GpuNodePool. Default: each key's default."""
+    monitoring: Monitoring
+    """Prometheus monitoring and KEDA's Prometheus: the stack's monitoring block. Default: each key's default."""

@@ -12,14 +12,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 from components.config.declare import keys, top_names
-from components.config.engines import ENGINES, Engine, EngineSpec
+from components.config.engines import ENGINES, EXPORTERS, GATEWAYS, Engine, EngineSpec, Exporter
 from components.config.errors import ConfigError, Problem
 from components.config.kinds import DNS1123_LABEL, ENV_NAME, IMAGE_REF, LABEL_KEY, QUANTITY, parse_quantity
 from components.config.reader import parse_stack_config, stack_file_config
 from components.config.schema import (
     TMP_SIZE,
+    Alerts,
     Architecture,
     Autoscaling,
+    DcgmExporterConfig,
     DevicePluginConfig,
     GpuPoolConfig,
     ImageBuildConfig,
@@ -28,6 +30,7 @@ from components.config.schema import (
     Metric,
     ModelCache,
     ModelConfig,
+    MonitoringConfig,
     Probes,
     Resources,
     Rollout,
@@ -51,18 +54,23 @@ __all__ = [
     "DNS1123_LABEL",
     "ENGINES",
     "ENV_NAME",
+    "EXPORTERS",
+    "GATEWAYS",
     "IMAGE_REF",
     "LABEL_KEY",
     "QUANTITY",
     "SECRET_KEYS",
     "TMP_SIZE",
     "TOP_KEYS",
+    "Alerts",
     "Architecture",
     "Autoscaling",
     "ConfigError",
+    "DcgmExporterConfig",
     "DevicePluginConfig",
     "Engine",
     "EngineSpec",
+    "Exporter",
     "GpuPoolConfig",
     "ImageBuildConfig",
     "ImageConfig",
@@ -70,6 +78,7 @@ __all__ = [
     "Metric",
     "ModelCache",
     "ModelConfig",
+    "MonitoringConfig",
     "Probes",
     "Problem",
     "Resources",

@@ -1,10 +1,13 @@
-"""Generated from the schema: the config reference (``docs/config.md``) and the component provider's input types
-(``provider/model_serving_types.py``). ``python -m components.config.docs --write`` rewrites both; without
-``--write`` it exits 1 when either is stale (``tests/unit/test_config_schema.py`` checks the same)."""
+"""Generated from the schema: the config reference (``docs/config.md``), the component provider's input types
+(``provider/model_serving_types.py``) and the policy pack's copy of the exporters' metric lists
+(``policy/model_serving_policy/exporters.py``: the pack runs without this package). ``python -m
+components.config.docs --write`` rewrites them; without ``--write`` it exits 1 when one is stale
+(``tests/unit/test_config_schema.py`` checks the same)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -12,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived, Key, keys, nested, type_name
-from components.config.engines import ENGINES
-from components.config.schema import GpuPoolConfig, ModelConfig, StackConfig, StackSecrets
+from components.config.engines import ENGINES, EXPORTER_ANNOTATION, EXPORTERS, GATEWAYS, SCRAPE_METRICS
+from components.config.schema import GpuPoolConfig, ModelConfig, MonitoringConfig, StackConfig, StackSecrets
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_MD = ROOT / "docs" / "config.md"
 PROVIDER_TYPES = ROOT / "provider" / "model_serving_types.py"
+POLICY_EXPORTERS = ROOT / "policy" / "model_serving_policy" / "exporters.py"
 COMMAND = "python -m components.config.docs --write"
 
 
@@ -93,6 +97,10 @@ def config_markdown() -> str:
         "",
         *_table(top),
         "",
+        "## `monitoring`",
+        "",
+        *_table(list(rows(MonitoringConfig))),
+        "",
         "## `gpuPool`",
         "",
         *_table(list(rows(GpuPoolConfig))),
@@ -106,6 +114,30 @@ def config_markdown() -> str:
         "What `models[i].engine` implies; the defaults above that say *per engine* come from here.",
         "",
         *engines,
+        "",
+        "## Metrics",
+        "",
+        "What each scrape target exports (`components/config/engines.py`, the one list): `autoscaling.metric.name`",
+        "must be one its engine exports, and the policy pack's `scraped-metrics` rule checks every metric an HPA,",
+        "a KEDA trigger or an alert names against the exporters scraped for its model. Prometheus adds",
+        ", ".join(f"`{m}`" for m in SCRAPE_METRICS) + " to every target. Scope `pods`: its own pods' metrics;",
+        "`nodes`: every pod's on its nodes; `cluster`: run by the cluster's monitoring, outside the stack.",
+        "",
+        "| exporter | scope | metrics |",
+        "|---|---|---|",
+        *(
+            f"| `{e.name}`: {_cell(e.doc)} | {e.scope} | {', '.join(f'`{m}`' for m in e.metrics)} |"
+            for e in EXPORTERS.values()
+        ),
+        "",
+        "`autoscaling.wake` (scale from zero) reads one of these gateways' request counters for the model's Service:",
+        "",
+        "| wake | metric | labels |",
+        "|---|---|---|",
+        *(
+            f"| `{name}` | `{g.metric}` | {', '.join(f'`{k}={v}`' for k, v in g.labels.items())} |"
+            for name, g in GATEWAYS.items()
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -192,14 +224,54 @@ def provider_types() -> str:
         "",
         "import pulumi",
     ]
+    monitoring_key = next(k for k in keys(StackConfig) if k.name == "monitoring")
+    monitoring_doc = f"{monitoring_key.doc}: the stack's monitoring block. Default: each key's default."
     done: set[type] = set()
     lines += _block_types(GpuPoolConfig, done)
-    lines += _block_types(ModelConfig, done, extra=[*secrets, ("gpuPool", type_name(GpuPoolConfig), pool_doc)])
+    lines += _block_types(MonitoringConfig, done)
+    lines += _block_types(
+        ModelConfig,
+        done,
+        extra=[
+            *secrets,
+            ("gpuPool", type_name(GpuPoolConfig), pool_doc),
+            ("monitoring", type_name(MonitoringConfig), monitoring_doc),
+        ],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def policy_exporters() -> str:
+    """The exporters' metric lists as the policy pack imports them."""
+    lines = [
+        f'"""Generated from components/config/engines.py by ``{COMMAND}`` (do not edit).',
+        "",
+        "What each kind of scrape target exports, for the ``scraped-metrics`` rule. A workload says which it is in its",
+        "``EXPORTER_ANNOTATION``; scope ``pods``: its own pods' metrics, ``nodes``: every pod's on its nodes,",
+        "``cluster``: run by the cluster's monitoring outside the stack.",
+        '"""',
+        "",
+        f"EXPORTER_ANNOTATION = {json.dumps(EXPORTER_ANNOTATION)}",
+        "",
+        "# Prometheus adds these to every target it scrapes.",
+        f"SCRAPE_METRICS = ({', '.join(map(json.dumps, SCRAPE_METRICS))})",
+        "",
+        "# name: (scope, metrics)",
+        "EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {",
+    ]
+    for e in EXPORTERS.values():
+        lines += [f"    {json.dumps(e.name)}: (", f"        {json.dumps(e.scope)},"]
+        if len(e.metrics) == 1:  # as ruff formats it
+            lines.append(f"        ({json.dumps(e.metrics[0])},),")
+        else:
+            lines += ["        (", *(f"            {json.dumps(m)}," for m in e.metrics), "        ),"]
+        lines.append("    ),")
+    lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def outputs() -> dict[Path, str]:
-    return {CONFIG_MD: config_markdown(), PROVIDER_TYPES: provider_types()}
+    return {CONFIG_MD: config_markdown(), PROVIDER_TYPES: provider_types(), POLICY_EXPORTERS: policy_exporters()}
 
 
 def stale() -> list[Path]:

@@ -32,6 +32,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 DURATION = re.compile(r"^([0-9]+(s|m|h))+$|^Never$")
+# A Prometheus duration as ServiceMonitors take it (30s, 1m).
+PROM_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 
 
 class _Invalid:
@@ -215,9 +218,14 @@ class Number(Kind):
 
 
 class Quantity(Kind):
-    """A positive Kubernetes quantity; whole numbers are taken as their string."""
+    """A positive Kubernetes quantity (or, with ``zero``, one that may be 0); whole numbers are taken as their
+    string."""
 
-    doc, py = "quantity", "str"
+    py = "str"
+
+    def __init__(self, *, zero: bool = False) -> None:
+        self.zero = zero
+        self.doc = "quantity ≥ 0" if zero else "quantity"
 
     def read(self, value: object, path: str, problems: Problems) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -229,7 +237,11 @@ class Quantity(Kind):
         if not QUANTITY.match(value):
             problems.add(path, f"is not a Kubernetes quantity (got {value!r})")
             return INVALID
-        if parse_quantity(value) <= 0:
+        amount = parse_quantity(value)
+        if self.zero and amount < 0:
+            problems.add(path, f"must be >= 0 (got {value!r})")
+            return INVALID
+        if not self.zero and amount <= 0:
             problems.add(path, f"must be positive (got {value!r})")
             return INVALID
         return value

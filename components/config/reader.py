@@ -140,10 +140,11 @@ def parse_stack_config(
     if scope is None:
         problems.check()
     assert scope is not None
-    pool, models = scope.values["gpu_pool"], scope.values["models"]
+    pool, models, monitoring = scope.values["gpu_pool"], scope.values["models"], scope.values["monitoring"]
     view = StackView(
         pool=None if pool is INVALID else pool,
         models=[] if models is INVALID else [None if m is INVALID else m for m in models],
+        monitoring=None if monitoring is INVALID else monitoring,
         has_hub_token=has_hub_token,
         has_registry_password=has_registry_password,
     )

@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components.config.engines import GATEWAYS
 from components.config.errors import Problem
 from components.config.kinds import join, parse_quantity
 from components.config.schema import (
+    KEDA_ONLY,
     TMP_SIZE,
     Autoscaling,
     GpuPoolConfig,
@@ -21,6 +23,7 @@ from components.config.schema import (
     KarpenterConfig,
     Metric,
     ModelConfig,
+    MonitoringConfig,
     Rollout,
     ServiceConfig,
     Toleration,
@@ -79,6 +82,44 @@ def push_needs_a_registry(build: ImageBuildConfig, at: At) -> Iterator[Problem]:
 def replica_bounds(auto: Autoscaling, at: At) -> Iterator[Problem]:
     if auto.max_replicas < auto.min_replicas:
         yield Problem(at.key("maxReplicas"), f"must be >= minReplicas (got {auto.max_replicas} < {auto.min_replicas})")
+    if auto.fallback_replicas is not None and auto.fallback_replicas > auto.max_replicas:
+        yield Problem(
+            at.key("fallbackReplicas"), f"must be <= maxReplicas (got {auto.fallback_replicas} > {auto.max_replicas})"
+        )
+
+
+def keda_keys_need_keda(auto: Autoscaling, at: At) -> Iterator[Problem]:
+    if auto.driver == "keda":
+        return
+    for name in KEDA_ONLY:
+        if at.given(name):
+            yield Problem(at.key(name), "only applies to driver keda (an HPA has no such setting)")
+    if auto.min_replicas == 0:
+        yield Problem(
+            at.key("minReplicas"),
+            "must be >= 1 with driver hpa: an HPA never scales to zero (driver keda with wake can)",
+        )
+
+
+def keda_scales_on_a_query(auto: Autoscaling, at: At) -> Iterator[Problem]:
+    if auto.driver == "keda" and auto.metric.type == "cpu":
+        yield Problem(
+            at.key("metric.type"),
+            "must be pods or external with driver keda (its trigger is a Prometheus query); cpu scales with driver hpa",
+        )
+
+
+def zero_needs_a_wake_signal(auto: Autoscaling, at: At) -> Iterator[Problem]:
+    """At zero replicas no pod of the model exports anything: a trigger on the model's own metric reads nothing and
+    can never fire again. Only a request counter of the gateway in front of the model exists then."""
+    if auto.driver == "keda" and auto.min_replicas == 0 and auto.wake is None:
+        yield Problem(
+            at.key("wake"),
+            f"is required for minReplicas 0: with no pod left nothing exports {auto.metric.name or 'its metric'}, so "
+            "a trigger on it "
+            "could never wake the model; name the gateway in front of it whose request counter can "
+            f"({', '.join(GATEWAYS)}), or keep minReplicas >= 1",
+        )
 
 
 def metric_has_a_target(metric: Metric, at: At) -> Iterator[Problem]:
@@ -109,7 +150,23 @@ def toleration_value_needs_equal(toleration: Toleration, at: At) -> Iterator[Pro
 
 def replicas_or_autoscaling(model: ModelConfig, at: At) -> Iterator[Problem]:
     if model.autoscaling is not None and at.given("replicas"):
-        yield Problem(at.key("replicas"), "conflicts with autoscaling: the HPA owns the replica count")
+        yield Problem(at.key("replicas"), "conflicts with autoscaling: the autoscaler owns the replica count")
+
+
+def metric_is_exported(model: ModelConfig, at: At) -> Iterator[Problem]:
+    """A pods or external metric is one the model's engine exports: a typo would give an autoscaler that never
+    scales (the policy pack's scraped-metrics rule checks the objects the same way)."""
+    auto = model.autoscaling
+    if auto is None or auto.metric.type == "cpu" or auto.metric.name is None:
+        return
+    exporter = model.engine_spec.exporter
+    if auto.metric.name not in exporter.metrics:
+        engine = model.engine_spec
+        yield Problem(
+            at.key("autoscaling.metric.name"),
+            f"is not a metric engine {engine.name} exports (got {auto.metric.name!r}; e.g. {engine.queue_metric}, "
+            f"{engine.running_metric}; config reference: Metrics)",
+        )
 
 
 def engine_gpus(model: ModelConfig, at: At) -> Iterator[Problem]:
@@ -164,13 +221,14 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
     KarpenterConfig: (karpenter_launches_gpu_instances,),
     ImageConfig: (image_is_ref_or_build,),
     ImageBuildConfig: (push_needs_a_registry,),
-    Autoscaling: (replica_bounds,),
+    Autoscaling: (replica_bounds, keda_keys_need_keda, keda_scales_on_a_query, zero_needs_a_wake_signal),
     Metric: (metric_has_a_target,),
     Rollout: (rollout_can_start,),
     ServiceConfig: (source_ranges_need_a_load_balancer,),
     Toleration: (toleration_value_needs_equal,),
     ModelConfig: (
         replicas_or_autoscaling,
+        metric_is_exported,
         engine_gpus,
         gpus_cover_the_sizing,
         cache_fits_ephemeral_storage,
@@ -184,10 +242,11 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
 
 @dataclass(frozen=True)
 class StackView:
-    """The stack as read so far: None stands for a pool or a model with mistakes of its own."""
+    """The stack as read so far: None stands for a pool, a monitoring block or a model with mistakes of its own."""
 
     pool: GpuPoolConfig | None
     models: Sequence[ModelConfig | None]
+    monitoring: MonitoringConfig | None
     has_hub_token: bool
     has_registry_password: bool
 
@@ -281,7 +340,43 @@ def budget_covers_the_peak(stack: StackView) -> Iterator[Problem]:
         )
 
 
+def keda_reads_the_scraped_metrics(stack: StackView) -> Iterator[Problem]:
+    """A KEDA trigger queries Prometheus for what the model's ServiceMonitor has it scrape."""
+    if stack.monitoring is None:
+        return
+    for i, model in stack.valid_models():
+        if not model.keda:
+            continue
+        if stack.monitoring.prometheus_url is None:
+            yield Problem(
+                f"models[{i}].autoscaling.driver",
+                "needs monitoring.prometheusUrl with keda: the Prometheus its trigger queries",
+            )
+        if not stack.monitoring.enabled:
+            yield Problem(
+                f"models[{i}].autoscaling.driver",
+                "needs monitoring.enabled with keda: its trigger queries the metrics the model's ServiceMonitor "
+                "has Prometheus scrape",
+            )
+
+
+def monitoring_leaves_the_pool_namespaces(stack: StackView) -> Iterator[Problem]:
+    """The DCGM exporter's namespace is privileged and its own: no model and not the device plugin's."""
+    if stack.pool is None or not stack.pool.dcgm_exporter.enabled:
+        return
+    dcgm_ns = stack.pool.dcgm_exporter.namespace
+    if stack.pool.device_plugin.enabled and stack.pool.device_plugin.namespace == dcgm_ns:
+        yield Problem(
+            "gpuPool.dcgmExporter.namespace", f"must differ from gpuPool.devicePlugin.namespace ({dcgm_ns!r})"
+        )
+    for i, model in stack.valid_models():
+        if model.namespace == dcgm_ns:
+            yield Problem(f"models[{i}].namespace", f"must differ from gpuPool.dcgmExporter.namespace ({dcgm_ns!r})")
+
+
 STACK_RULES: Sequence[Callable[[StackView], Iterator[Problem]]] = (
+    keda_reads_the_scraped_metrics,
+    monitoring_leaves_the_pool_namespaces,
     models_are_distinct,
     models_leave_the_device_plugin_namespace,
     secrets_are_set,

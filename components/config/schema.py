@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 from components import sizing
 from components.config import derive
 from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Secret, computed, key
-from components.config.engines import ENGINES, Engine, EngineSpec
+from components.config.engines import ENGINES, GATEWAYS, Engine, EngineSpec
 from components.config.kinds import (
     DURATION,
     ENV_NAME,
+    HTTP_URL,
     LABEL_KEY,
+    PROM_DURATION,
     TAINT_EFFECTS,
     Choice,
     DnsLabel,
@@ -98,6 +100,28 @@ class DevicePluginConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DcgmExporterConfig:
+    """NVIDIA's DCGM exporter on the GPU nodes, and its ServiceMonitor (prometheus-operator).
+
+    GPU utilization and memory per pod."""
+
+    type_name: ClassVar[str] = "DcgmExporter"
+    enabled: bool = key(Flag(), False, "deploy it (and its ServiceMonitor)")
+    # Pinned by digest: it runs as root on every GPU node.
+    image: str = key(
+        ImageRef(),
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+        "@sha256:60d3b00ac80b4ae77f94dae2f943685605585ad9e92fdccda3154d009ae317cc",
+        "the exporter image, pinned: it runs as root on every GPU node",
+    )
+    namespace: str = key(
+        DnsLabel(),
+        "nvidia-dcgm-exporter",
+        "its namespace (pod security `privileged`: it reads the kubelet's pod resources socket through a hostPath)",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class KarpenterConfig:
     """A Karpenter NodePool for GPU nodes (needs gpuBudget, its limit)."""
 
@@ -152,6 +176,7 @@ class GpuPoolConfig:
         Text("size", check=check_memory_size), "80Gi", "memory of one GPU, for sizing models from their architecture"
     )
     device_plugin: DevicePluginConfig = key(Block(DevicePluginConfig), EMPTY, "the NVIDIA device plugin")
+    dcgm_exporter: DcgmExporterConfig = key(Block(DcgmExporterConfig), EMPTY, "the NVIDIA DCGM exporter")
     karpenter: KarpenterConfig | None = key(Block(KarpenterConfig), None, "a Karpenter NodePool for the GPU nodes")
 
 
@@ -242,29 +267,82 @@ class ModelCache:
 
 @dataclass(frozen=True, kw_only=True)
 class Metric:
-    """What the HPA scales on."""
+    """What the autoscaler scales on."""
 
     type: str = key(Choice(("cpu", "pods", "external")), "cpu", "a resource, a per-pod or an external metric")
     target_utilization: int = key(Int(1, 100), 70, "for `cpu`: target average utilization (%)")
     name: str | None = key(
         Text(pattern=re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")),
         None,
-        "for `pods` / `external` (required): the metric, e.g. from prometheus-adapter",
+        "for `pods` / `external` (required): a metric the model's engine exports (config reference: Metrics); "
+        "`pods` averages it per pod, `external` sums it over the model",
     )
-    target_average_value: str | None = key(Quantity(), None, "for `pods` (required): target average per pod")
-    target_value: str | None = key(Quantity(), None, "for `external` (required): target value")
-    selector: Mapping[str, str] = key(StringMap(LABEL_KEY), {}, "for `pods` / `external`: metric label selector")
+    target_average_value: str | None = key(
+        Quantity(), None, "for `pods` (required): target average per pod (KEDA: the trigger's threshold)"
+    )
+    target_value: str | None = key(
+        Quantity(), None, "for `external` (required): target value (KEDA: the trigger's threshold)"
+    )
+    selector: Mapping[str, str] = key(
+        StringMap(LABEL_KEY), {}, "for `pods` / `external`: metric label selector (KEDA: more labels in the query)"
+    )
+
+
+KEDA_ONLY = ("activationThreshold", "cooldownPeriod", "pollingInterval", "fallbackReplicas", "wake")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Autoscaling:
-    """A HorizontalPodAutoscaler owns the replica count."""
+    """An autoscaler owns the replica count: an HPA, or a KEDA ScaledObject (which may scale to zero)."""
 
-    min_replicas: int = key(Int(1, 1000), 1, "HPA lower bound")
-    max_replicas: int = key(Int(1, 1000), REQUIRED, "HPA upper bound (`>= minReplicas`)")
-    metric: Metric = key(Block(Metric), derive.engine_default("metric"), "what the HPA scales on")
+    driver: str = key(
+        Choice(("hpa", "keda")),
+        "hpa",
+        "`hpa`: an autoscaling/v2 HPA (pods/external metrics through an adapter); `keda`: a KEDA ScaledObject "
+        "with a Prometheus trigger (needs monitoring.enabled and monitoring.prometheusUrl)",
+    )
+    min_replicas: int = key(Int(0, 1000), 1, "lower bound; 0 (scale to zero) only with driver keda and `wake`")
+    max_replicas: int = key(Int(1, 1000), REQUIRED, "upper bound (`>= minReplicas`)")
+    metric: Metric = key(Block(Metric), derive.engine_default("metric"), "what the autoscaler scales on")
     scale_up_window_seconds: int = key(Int(0, 3600), 0, "scale-up stabilization window")
     scale_down_window_seconds: int = key(Int(0, 3600), 600, "scale-down stabilization window")
+    activation_threshold: str = key(
+        Quantity(zero=True),
+        "0",
+        "keda: the metric's value above which a model at minReplicas 0 wakes (KEDA's activationThreshold)",
+    )
+    cooldown_period: int = key(
+        Int(0, 86400), 300, "keda: seconds without activity before a model at minReplicas 0 goes back to zero"
+    )
+    polling_interval: int = key(Int(1, 3600), 30, "keda: seconds between queries; a model at zero wakes within it")
+    fallback_replicas: int | None = key(
+        Int(1, 1000),
+        None,
+        "keda: replicas to hold while Prometheus cannot be queried (3 failed polls)",
+        unset="minReplicas, at least 1",
+    )
+    wake: str | None = key(
+        Choice(tuple(GATEWAYS)),
+        None,
+        "keda: the gateway in front of the model whose request counter wakes it from zero replicas (required "
+        "with minReplicas 0; docs/scaling.md)",
+        unset="none: the model cannot scale to zero",
+    )
+
+    @property
+    def fallback(self) -> int:
+        return self.fallback_replicas if self.fallback_replicas is not None else max(1, self.min_replicas)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alerts:
+    """Thresholds of the model's alerts (monitoring.enabled)."""
+
+    queue_depth: int = key(Int(1, 100_000), 10, "waiting requests per pod, on average, that count as a backlog")
+    queue_minutes: int = key(Int(1, 1440), 5, "minutes the backlog lasts before its alert fires")
+    p95_latency_seconds: float = key(
+        Number(0, 86400), derive.engine_default("p95_latency_seconds"), "p95 request latency that fires an alert"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,7 +429,10 @@ class ModelConfig:
     cache: ModelCache = key(Block(ModelCache), EMPTY, "the model hub cache", name="modelCache")
     shm_size: str = key(Quantity(), derive.SHM_DEFAULT, "`/dev/shm`: a memory-backed emptyDir")
     hub_token: bool = key(Flag(), False, "mount the `hubToken` secret as `/var/run/secrets/model-hub/token`")
-    autoscaling: Autoscaling | None = key(Block(Autoscaling), None, "an HPA instead of a fixed replica count")
+    autoscaling: Autoscaling | None = key(
+        Block(Autoscaling), None, "an autoscaler (HPA or KEDA) instead of a fixed replica count"
+    )
+    alerts: Alerts = key(Block(Alerts), EMPTY, "alert thresholds (monitoring.enabled)")
     rollout: Rollout = key(Block(Rollout), EMPTY, "rolling update bounds")
     node_selector: Mapping[str, str] = key(
         StringMap(LABEL_KEY, check=check_label_value),
@@ -392,6 +473,11 @@ class ModelConfig:
         return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
     @property
+    def keda(self) -> bool:
+        """Whether a KEDA ScaledObject, rather than an HPA, owns the replica count."""
+        return self.autoscaling is not None and self.autoscaling.driver == "keda"
+
+    @property
     def liveness_path(self) -> str:
         return self.engine_spec.liveness
 
@@ -403,6 +489,33 @@ class ModelConfig:
 # ---------------------------------------------------------------------------------------------
 # Top level
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringConfig:
+    """Prometheus (prometheus-operator) monitoring of the models, and the Prometheus KEDA's triggers query."""
+
+    type_name: ClassVar[str] = "Monitoring"
+    enabled: bool = key(
+        Flag(),
+        False,
+        "per model a ServiceMonitor, a PrometheusRule of serving alerts and a Grafana dashboard ConfigMap "
+        "(needs prometheus-operator's CRDs)",
+    )
+    prometheus_url: str | None = key(
+        Text("URL", pattern=HTTP_URL),
+        None,
+        "the Prometheus KEDA's triggers query, e.g. `http://prometheus-operated.monitoring:9090` (driver keda)",
+    )
+    namespace: str = key(
+        DnsLabel(), "monitoring", "where Prometheus runs: the models' NetworkPolicies admit its scrapes from there"
+    )
+    labels: Mapping[str, str] = key(
+        StringMap(LABEL_KEY, check=check_label_value),
+        {},
+        "labels of the ServiceMonitors and PrometheusRules, for Prometheus' selectors (e.g. `release: prometheus`)",
+    )
+    scrape_interval: str = key(Text("duration", pattern=PROM_DURATION), "30s", "how often Prometheus scrapes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -435,11 +548,12 @@ class StackConfig:
     gpu_pool: GpuPoolConfig = key(
         Block(GpuPoolConfig),
         EMPTY,
-        "the shared GPU node pool; its objects (RuntimeClass, device plugin, Karpenter NodePool) are deployed only "
-        "when a model uses GPUs (`resources.gpus` > 0, given or derived) or `karpenter` is set: a CPU-only stack "
-        "leaves them to the stacks that need them",
+        "the shared GPU node pool; its objects (RuntimeClass, device plugin, DCGM exporter, Karpenter NodePool) are "
+        "deployed only when a model uses GPUs (`resources.gpus` > 0, given or derived) or `karpenter` is set: a "
+        "CPU-only stack leaves them to the stacks that need them",
         name="gpuPool",
     )
+    monitoring: MonitoringConfig = key(Block(MonitoringConfig), EMPTY, "Prometheus monitoring and KEDA's Prometheus")
     image_ref_override: str | None = key(
         ImageRef(),
         None,

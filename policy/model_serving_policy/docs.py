@@ -1,7 +1,7 @@
-"""The rule reference in the project ``README.md``, generated from the policies themselves.
+"""The rule reference of the docs site (``docs/policy.md``), generated from the policies themselves.
 
 ``python -m model_serving_policy.docs`` (run in ``policy/``) rewrites the generated part
-of the README; ``tests/policy`` fails when the file is out of date.
+of that page; ``tests/policy`` fails when it is out of date.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .pack import all_policies
 
 BEGIN = "<!-- BEGIN GENERATED: python -m model_serving_policy.docs -->"
 END = "<!-- END GENERATED -->"
-RULES_MD = Path(__file__).resolve().parents[2] / "README.md"
+RULES_MD = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -75,11 +75,11 @@ def rules_markdown() -> str:
 
 
 def render(current: str) -> str:
-    """``current`` (the text of README.md) with its generated part replaced."""
+    """``current`` (the text of docs/policy.md) with its generated part replaced."""
     head, sep, rest = current.partition(BEGIN)
     _, sep2, tail = rest.partition(END)
     if not sep or not sep2:
-        raise ValueError(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
+        raise ValueError(f"{RULES_MD.name} lacks the markers {BEGIN!r} ... {END!r}")
     return f"{head}{BEGIN}\n{rules_markdown()}{END}{tail}"
 
 

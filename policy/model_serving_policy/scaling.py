@@ -1,4 +1,5 @@
-"""Stack-level facts about scalable workloads: which HPA scales them, how many replicas."""
+"""Stack-level facts about scalable workloads: which autoscaler (an HPA, or a KEDA ScaledObject, which makes an HPA
+of its own in the cluster) scales them, how many replicas."""
 
 from __future__ import annotations
 
@@ -8,20 +9,29 @@ from . import k8s
 from .framework import StackContext, StackEntry
 
 HPA = ("autoscaling", "HorizontalPodAutoscaler")
+SCALED_OBJECT = ("keda.sh", "ScaledObject")
+AUTOSCALERS = (HPA, SCALED_OBJECT)
 
 
 @dataclass(frozen=True)
 class ReplicaRange:
     minimum: int
     maximum: int
-    #: The HPA that sets the range, if any.
+    #: The HPA or ScaledObject that sets the range, if any.
     hpa: StackEntry | None
 
 
+def is_scaled_object(entry: StackEntry) -> bool:
+    return k8s.is_type(entry.resource_type, *SCALED_OBJECT)
+
+
 def hpa_target_key(hpa: StackEntry) -> tuple[str | None, str | None, str | None]:
-    """(namespace, kind, name) of the workload an HPA scales."""
+    """(namespace, kind, name) of the workload an HPA or a ScaledObject scales (a ScaledObject's kind defaults to
+    Deployment)."""
     ref = k8s.mapping(k8s.get(hpa.props, "spec", "scaleTargetRef"))
     kind = k8s.get(ref, "kind")
+    if kind is None and is_scaled_object(hpa):
+        kind = "Deployment"
     name = k8s.get(ref, "name")
     return (
         hpa.identity.namespace,
@@ -35,27 +45,29 @@ def workload_key(entry: StackEntry) -> tuple[str | None, str | None, str | None]
 
 
 def hpas_for(ctx: StackContext, entry: StackEntry) -> list[StackEntry]:
-    """Every HPA in the stack whose scaleTargetRef names ``entry`` (unknown refs skipped
-    here; ``hpa-target`` reports them)."""
+    """Every HPA and ScaledObject in the stack whose scaleTargetRef names ``entry`` (unknown
+    refs skipped here; ``hpa-target`` reports them)."""
     found = []
-    for hpa in ctx.of(*HPA, subjects=False):
-        with ctx.deciding(hpa):
-            if hpa_target_key(hpa) == workload_key(entry):
-                found.append(hpa)
+    for kind in AUTOSCALERS:
+        for hpa in ctx.of(*kind, subjects=False):
+            with ctx.deciding(hpa):
+                if hpa_target_key(hpa) == workload_key(entry):
+                    found.append(hpa)
     return found
 
 
 def replica_range(ctx: StackContext, entry: StackEntry) -> ReplicaRange:
-    """How few and how many replicas ``entry`` can run: its HPA's min/max, else
-    ``spec.replicas`` (default 1; ``parallelism`` for a Job). Raises
-    ``UnknownValueError`` when a value is unknown."""
+    """How few and how many replicas ``entry`` can run: its HPA's or ScaledObject's min/max
+    (KEDA's defaults 0 and 100), else ``spec.replicas`` (default 1; ``parallelism`` for a
+    Job). Raises ``UnknownValueError`` when a value is unknown."""
     hpas = hpas_for(ctx, entry)
     if hpas:
         hpa = hpas[0]
-        lo = k8s.as_int(k8s.get(hpa.props, "spec", "minReplicas"))
-        hi = k8s.as_int(k8s.get(hpa.props, "spec", "maxReplicas"))
-        lo = 1 if lo is None else lo
-        hi = lo if hi is None else hi
+        keda = is_scaled_object(hpa)
+        lo = k8s.as_int(k8s.get(hpa.props, "spec", "minReplicaCount" if keda else "minReplicas"))
+        hi = k8s.as_int(k8s.get(hpa.props, "spec", "maxReplicaCount" if keda else "maxReplicas"))
+        lo = (0 if keda else 1) if lo is None else lo
+        hi = (max(lo, 100) if keda else lo) if hi is None else hi
         return ReplicaRange(lo, hi, hpa)
     kind = entry.identity.kind
     if kind == "Pod":

@@ -26,6 +26,7 @@ NODE_DIR="$DIR/node"
 NODE_RUN="/run/model-serving-$PORT" # containerd's socket and state: a short path (unix sockets cap at 108 bytes)
 NODE_SOCK="$NODE_RUN/containerd.sock"
 KUBELET_PORT=$((PORT + 6)) KUBELET_HEALTHZ_PORT=$((PORT + 7)) METRICS_PORT=$((PORT + 8))
+# shellcheck disable=SC2034  # read by scripts/local-cluster, which sources this file
 NODE_COMPONENTS=(containerd kubelet metrics-server)
 NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory)
 NODE_HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni)
@@ -270,7 +271,8 @@ node_images() {
 }
 
 # import_image DOCKER_TAG CONTAINERD_NAME: docker save | ctr import, unless containerd has that very image (its
-# config digest is Docker's image ID).
+# config digest is Docker's image ID). Called inside node_images' subshell, where lib-docker.sh set DOCKER.
+# shellcheck disable=SC2031
 import_image() {
 	local id have
 	id=$("$DOCKER" image inspect -f '{{.Id}}' "$1")

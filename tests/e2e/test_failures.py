@@ -32,7 +32,9 @@ def test_unschedulable_model_fails_in_bounded_time_naming_the_reason(e2e_project
         rollout={"progressDeadlineSeconds": 30},
     )
     pool = e2e_project.config("e2e")["gpuPool"]
-    e2e_project.edit_config("unschedulable", {"gpuPool": {**pool, "devicePlugin": {"enabled": False}}})
+    # Without the pool's DaemonSets (their exemptions are the e2e policy config's, not this stack's).
+    daemons = {"devicePlugin": {"enabled": False}, "dcgmExporter": {"enabled": False}}
+    e2e_project.edit_config("unschedulable", {"gpuPool": {**pool, **daemons}})
     stack = new_stack(e2e_project, "unschedulable", secrets={"hubToken": "hf_unschedulable"})
     started = time.monotonic()
     result = stack.make("up", check=False, timeout=600)

@@ -99,9 +99,13 @@ def test_load_balancers_have_the_exported_address(deployed: Stack, kube: Kube) -
 def test_autoscalers_budgets_policies_and_node_pool_are_accepted(deployed: Stack, kube: Kube) -> None:
     for model in deployed.project.config(STACK)["models"]:
         namespace = f"e2e-{model['name']}"
-        hpa = kube.get("hpa", model["name"], "-n", namespace)
-        assert hpa["spec"]["minReplicas"] == model["autoscaling"]["minReplicas"]
-        assert hpa["spec"]["metrics"][0]["type"] == "Pods"
+        if model["autoscaling"].get("driver") == "keda":  # a ScaledObject instead (test_keda_monitoring.py)
+            scaled = kube.get("scaledobjects.keda.sh", model["name"], "-n", namespace)
+            assert scaled["spec"]["minReplicaCount"] == model["autoscaling"]["minReplicas"]
+        else:
+            hpa = kube.get("hpa", model["name"], "-n", namespace)
+            assert hpa["spec"]["minReplicas"] == model["autoscaling"]["minReplicas"]
+            assert hpa["spec"]["metrics"][0]["type"] == "Pods"
         assert kube.exists("pdb", model["name"], namespace)
         assert kube.items("networkpolicies", namespace), namespace
     pool = kube.get("nodepools.karpenter.sh", "gpu")

@@ -15,6 +15,7 @@ from tests.project import Project, restore_sigint
 
 def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
     kinds = "deployments,replicasets,services,serviceaccounts,networkpolicies,poddisruptionbudgets,hpa,secrets"
+    kinds += ",scaledobjects.keda.sh"
     found: dict[str, list[str]] = {}
     for namespace in sorted(namespaces):
         for item in kube.items(kinds, namespace):
@@ -75,7 +76,9 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
     stack.make("preview", "PREVIEW_ARGS=--expect-no-changes")
 
     objects = _objects(kube, stack.namespaces())
-    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+    # Each model's autoscaler is an HPA or (driver keda) a ScaledObject.
+    objects["autoscaler"] = objects.pop("HorizontalPodAutoscaler", []) + objects.pop("ScaledObject", [])
+    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "autoscaler"):
         assert sorted(objects[kind]) == sorted(f"{ns}/{ns.removeprefix('e2e-')}" for ns in stack.namespaces()), kind
     # One rollout per model: nothing was created twice.
     assert len(objects["ReplicaSet"]) == len(stack.namespaces()), objects["ReplicaSet"]

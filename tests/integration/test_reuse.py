@@ -173,7 +173,8 @@ def test_up_renders_what_the_python_program_renders_for_the_same_config(yaml_sta
     # The example declares its GpuNodePool itself; the program registers the pool only for a stack that needs it
     # (a GPU model or Karpenter), which this CPU model's is not: the pool's objects are those of its plan.
     assert not parse_stack_config(config).needs_gpu_pool
-    expected |= {_identity(s.obj): _prune(s.obj) for s in plans.gpu_node_pool(parse_stack_config(config).gpu_pool)}
+    stack = parse_stack_config(config)
+    expected |= {_identity(s.obj): _prune(s.obj) for s in plans.gpu_node_pool(stack.gpu_pool, stack.monitoring)}
     assert set(rendered) == set(expected)
     for identity, obj in expected.items():
         assert _prune(rendered[identity]) == obj, identity

@@ -12,6 +12,7 @@ from inspect import isawaitable
 from typing import Any
 
 from model_serving_policy import all_policies
+from model_serving_policy.exporters import EXPORTER_ANNOTATION
 from pulumi_policy import (
     Policy,
     PolicyCustomTimeouts,
@@ -110,13 +111,17 @@ def deployment(
     max_surge: Any = 0,
     labels: Mapping[str, str] | None = None,
     kind: str = "Deployment",
+    exporter: str | None = None,
 ) -> dict[str, Any]:
+    """``exporter``: what its pods export on /metrics (the annotation the scraped-metrics rule reads)."""
     labels = dict(labels or {"app": name})
     if containers is None:
         containers = [container(gpus=gpus, shm=gpus > 1)]
     metadata: dict[str, Any] = {"name": name, "labels": labels}
     if namespace is not None:
         metadata["namespace"] = namespace
+    if exporter is not None:
+        metadata["annotations"] = {EXPORTER_ANNOTATION: exporter}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": labels},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec(containers)},
@@ -160,6 +165,66 @@ def hpa(
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name or target, "namespace": namespace},
         "spec": spec,
+    }
+
+
+def scaled_object(
+    target: str = "llm",
+    namespace: str = "models",
+    *,
+    queries: Sequence[str] = ('sum(vllm:num_requests_waiting{namespace="models"})',),
+    min_replicas: int | None = 1,
+    max_replicas: int | None = 3,
+) -> dict[str, Any]:
+    """A KEDA ScaledObject with one Prometheus trigger per query."""
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"name": target},
+        "triggers": [
+            {
+                "type": "prometheus",
+                "name": f"t{i}",
+                "metadata": {"serverAddress": "http://prometheus:9090", "query": q, "threshold": "5"},
+            }
+            for i, q in enumerate(queries)
+        ],
+    }
+    if min_replicas is not None:
+        spec["minReplicaCount"] = min_replicas
+    if max_replicas is not None:
+        spec["maxReplicaCount"] = max_replicas
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": target, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def service_monitor(app: str = "llm", namespace: str = "models", *, name: str | None = None) -> dict[str, Any]:
+    """Selects the Services labelled ``app`` (``service()`` labels none: give it labels)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": name or app, "namespace": namespace},
+        "spec": {"selector": {"matchLabels": {"app": app}}, "endpoints": [{"port": "http"}]},
+    }
+
+
+def pod_monitor(app: str = "llm", namespace: str = "models") -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": app, "namespace": namespace},
+        "spec": {"selector": {"matchLabels": {"app": app}}, "podMetricsEndpoints": [{"port": "http"}]},
+    }
+
+
+def prometheus_rule(namespace: str = "models", *, rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "alerts", "namespace": namespace},
+        "spec": {"groups": [{"name": "serving", "rules": list(rules)}]},
     }
 
 
@@ -257,6 +322,10 @@ TYPES = {
     "Service": "kubernetes:core/v1:Service",
     "NodePool": "kubernetes:karpenter.sh/v1:NodePool",
     "Namespace": "kubernetes:core/v1:Namespace",
+    "ScaledObject": "kubernetes:keda.sh/v1alpha1:ScaledObject",
+    "ServiceMonitor": "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+    "PodMonitor": "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+    "PrometheusRule": "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
 }
 
 

@@ -1,4 +1,5 @@
-"""Autoscaler: an autoscaling/v2 HPA on the model's Deployment, with GPU-friendly behavior."""
+"""Autoscaler: an autoscaling/v2 HPA on the model's Deployment, with GPU-friendly behavior (driver hpa; KEDA:
+test_keda.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.unit.mocking import model, run_components
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 COMPONENT = "model-serving:index:Autoscaler"
 
-LLAMA = model("prod", "llama-3-1-8b")  # pods metric, scale-down window 900
+LLAMA = model("prod", "llama-3-1-8b", {"models[0].autoscaling.driver": "hpa"})  # pods metric, scale-down 900
 DEV = model("dev")  # cpu metric, 1..2
 EXTERNAL = model(
     "dev",
@@ -25,9 +26,9 @@ EXTERNAL = model(
             "maxReplicas": 6,
             "metric": {
                 "type": "external",
-                "name": "sqs_messages_visible",
+                "name": "model_server_requests_waiting",
                 "targetValue": "30",
-                "selector": {"queue": "embeddings"},
+                "selector": {"endpoint": "embeddings"},
             },
             "scaleUpWindowSeconds": 60,
             "scaleDownWindowSeconds": 1200,
@@ -89,7 +90,10 @@ def test_an_external_metric_targets_a_value_with_its_selector() -> None:
         {
             "type": "External",
             "external": {
-                "metric": {"name": "sqs_messages_visible", "selector": {"matchLabels": {"queue": "embeddings"}}},
+                "metric": {
+                    "name": "model_server_requests_waiting",
+                    "selector": {"matchLabels": {"endpoint": "embeddings"}},
+                },
                 "target": {"type": "Value", "value": "30"},
             },
         }

@@ -358,6 +358,97 @@ MISTAKES = [
         "models[0].nodeSelector.nvidia.com/gpu.present",
         also=("conflicts with gpuPool.nodeSelector.nvidia.com/gpu.present",),
     ),
+    # autoscaling with KEDA, scaling to zero, metrics (prod's Llama scales with KEDA, dev's model with an HPA on CPU)
+    Mistake(
+        "activation-threshold-negative",
+        "prod",
+        {"models[0].autoscaling.activationThreshold": "-1"},
+        "models[0].autoscaling.activationThreshold",
+        also=("must be >= 0",),
+    ),
+    Mistake(
+        "zero-replicas-with-an-hpa",
+        "dev",
+        {"models[0].autoscaling.minReplicas": 0},
+        "models[0].autoscaling.minReplicas",
+        also=("an HPA never scales to zero",),
+    ),
+    Mistake(
+        "zero-replicas-without-a-wake-signal",
+        "prod",
+        {"models[0].autoscaling.minReplicas": 0},
+        "models[0].autoscaling.wake",
+        also=("nothing exports vllm:num_requests_waiting", "istio, ingress-nginx"),
+    ),
+    Mistake(
+        "wake-gateway-unknown",
+        "prod",
+        {"models[0].autoscaling.minReplicas": 0, "models[0].autoscaling.wake": "traefik"},
+        "models[0].autoscaling.wake",
+    ),
+    Mistake(
+        "keda-only-key-with-an-hpa",
+        "dev",
+        {"models[0].autoscaling.cooldownPeriod": 60},
+        "models[0].autoscaling.cooldownPeriod",
+        also=("only applies to driver keda",),
+    ),
+    Mistake(
+        "keda-on-cpu",
+        "dev",
+        {"models[0].autoscaling.driver": "keda", "monitoring": {"enabled": True, "prometheusUrl": "http://p:9090"}},
+        "models[0].autoscaling.metric.type",
+    ),
+    Mistake(
+        "keda-without-a-prometheus",
+        "prod",
+        {"monitoring.prometheusUrl": DELETE},
+        "models[0].autoscaling.driver",
+        also=("needs monitoring.prometheusUrl",),
+    ),
+    Mistake(
+        "keda-without-monitoring",
+        "prod",
+        {"monitoring.enabled": False},
+        "models[0].autoscaling.driver",
+        also=("needs monitoring.enabled",),
+    ),
+    Mistake(
+        "fallback-above-max",
+        "prod",
+        {"models[0].autoscaling.fallbackReplicas": 9},
+        "models[0].autoscaling.fallbackReplicas",
+    ),
+    Mistake(
+        "metric-misspelt",
+        "prod",
+        {"models[0].autoscaling.metric.name": "vllm:num_request_waiting"},
+        "models[0].autoscaling.metric.name",
+        also=("not a metric engine vllm exports", "vllm:num_requests_waiting"),
+    ),
+    Mistake(
+        "metric-of-the-other-engine",
+        "prod",
+        {"models[1].autoscaling.metric.name": "vllm:num_requests_waiting"},
+        "models[1].autoscaling.metric.name",
+        also=("engine server",),
+    ),
+    Mistake(
+        "prometheus-url-no-scheme", "prod", {"monitoring.prometheusUrl": "prometheus:9090"}, "monitoring.prometheusUrl"
+    ),
+    Mistake("scrape-interval-no-unit", "prod", {"monitoring.scrapeInterval": "30"}, "monitoring.scrapeInterval"),
+    Mistake(
+        "dcgm-in-the-device-plugin-namespace",
+        "prod",
+        {"gpuPool.dcgmExporter.namespace": "nvidia-device-plugin"},
+        "gpuPool.dcgmExporter.namespace",
+    ),
+    Mistake(
+        "dcgm-image-unpinned",
+        "prod",
+        {"gpuPool.dcgmExporter.image": "nvcr.io/dcgm:latest"},
+        "gpuPool.dcgmExporter.image",
+    ),
     # the image lock (read by the program, relative to the project; the harness keeps .cluster/ paths away)
     Mistake(
         "image-lock-missing",

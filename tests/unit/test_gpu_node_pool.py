@@ -294,14 +294,20 @@ def test_the_component_registers_every_pool_object_as_its_child(prod_pool: Compo
     component = prod_pool.one(COMPONENT, "gpu")
     children = sorted((r.kind, r.name) for r in prod_pool.resources if r.parent == component.urn)
     assert children == [
+        ("ConfigMap", "dcgm-exporter-counters"),
         ("ConfigMap", "nvidia-device-plugin-config"),
+        ("DaemonSet", "dcgm-exporter"),
         ("DaemonSet", "nvidia-device-plugin"),
+        ("Namespace", "nvidia-dcgm-exporter"),
         ("Namespace", "nvidia-device-plugin"),
+        ("NetworkPolicy", "dcgm-exporter"),
         ("NetworkPolicy", "default-deny"),
         ("NodePool", "gpu"),
         ("RuntimeClass", "nvidia"),
+        ("Service", "dcgm-exporter"),
+        ("ServiceMonitor", "dcgm-exporter"),
     ]
-    assert len(prod_pool.resources) == 7
+    assert len(prod_pool.resources) == 13
 
 
 def test_the_device_plugin_namespace_admits_its_host_path(prod_pool: Components[GpuNodePool]) -> None:

@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,19 @@ def test_context_config_rejects_an_unknown_stack() -> None:
     assert result.returncode == 1 and "Pulumi.nosuchstack.yaml" in result.stderr
 
 
+@pytest.fixture
+def scripts_copy() -> Iterator[Path]:
+    """The scripts in a directory of their own, whose .cluster/ holds no running cluster whatever runs here, and
+    which any user may read (pytest's own tmp_path is root's alone)."""
+    top = Path(tempfile.mkdtemp(prefix="local-cluster-"))
+    top.chmod(0o755)
+    shutil.copytree(ROOT / "scripts", top / "scripts")
+    yield top / "scripts" / "local-cluster"
+    shutil.rmtree(top)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to a user")
-def test_preflight_without_root_points_to_render_and_kube_context() -> None:
+def test_preflight_without_root_points_to_render_and_kube_context(scripts_copy: Path) -> None:
     result = subprocess.run(
         [
             "setpriv",
@@ -58,7 +71,7 @@ def test_preflight_without_root_points_to_render_and_kube_context() -> None:
             "--regid",
             "65534",
             "--clear-groups",
-            str(ROOT / "scripts" / "local-cluster"),
+            str(scripts_copy),
             "preflight",
         ],
         capture_output=True,
@@ -70,9 +83,9 @@ def test_preflight_without_root_points_to_render_and_kube_context() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the real node's preflight runs as root")
-def test_preflight_as_root_says_what_the_real_node_changes() -> None:
+def test_preflight_as_root_says_what_the_real_node_changes(scripts_copy: Path) -> None:
     result = subprocess.run(
-        [str(ROOT / "scripts" / "local-cluster"), "preflight"],
+        [str(scripts_copy), "preflight"],
         capture_output=True,
         text=True,
         env={**os.environ, "CLUSTER_PORT": "17943"},

@@ -83,7 +83,7 @@ def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> 
             assert resource.inputs["metadata"]["namespace"] == prod.outputs[f"{owner.name}_namespace"]
 
 
-def test_the_model_service_composes_the_five_parts(prod: Run) -> None:
+def test_the_model_service_composes_the_six_parts(prod: Run) -> None:
     for name in ("llama-3-1-8b", "embeddings"):
         service = prod.one(SERVICE, name)
         children = sorted(r.type for r in prod.resources if r.parent == service.urn)
@@ -93,6 +93,7 @@ def test_the_model_service_composes_the_five_parts(prod: Run) -> None:
             "model-serving:index:LoadBalancedService",
             "model-serving:index:ModelDeployment",
             "model-serving:index:ModelImage",
+            "model-serving:index:ModelMonitoring",
         ]
 
 
@@ -100,6 +101,7 @@ def test_without_autoscaling_there_is_no_autoscaler() -> None:
     run = run_stack("render")
     children = {r.type for r in run.resources if r.parent == run.one(SERVICE, "minilm").urn}
     assert "model-serving:index:Autoscaler" not in children
+    assert "model-serving:index:ModelMonitoring" not in children  # monitoring is off
     assert "model-serving:index:ModelDeployment" in children
 
 
@@ -127,7 +129,8 @@ def test_every_namespaced_object_is_created_after_its_namespace() -> None:
     deps = {urn: options.dependencies for urn, options in run.options.items()}
     namespace = run.one("kubernetes:core/v1:Namespace", m.namespace).urn
     objects = [r for r in run.kubernetes_objects() if r.kind not in CLUSTER_SCOPED]
-    assert {r.kind for r in objects} >= {"Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "ServiceAccount"}
+    assert {r.kind for r in objects} >= {"Deployment", "Service", "Secret", "ScaledObject", "ServiceAccount"}
+    assert {r.kind for r in objects} >= {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
     for resource in objects:
         assert _reaches(run, resource, namespace, deps), resource.urn
 
@@ -142,8 +145,16 @@ def _lb(args: MockResourceArgs) -> dict[str, Any] | None:
 
 
 def _component(m: ModelConfig, **args: Any) -> Components[ModelService]:
-    scheduling = specs.gpu_scheduling(typed("prod").gpu_pool)
-    service_args = ModelServiceArgs(model=m, scheduling=scheduling, hub_token="hf_unit", registry_password="pw", **args)
+    stack = typed("prod")
+    scheduling = specs.gpu_scheduling(stack.gpu_pool)
+    service_args = ModelServiceArgs(
+        model=m,
+        scheduling=scheduling,
+        hub_token="hf_unit",
+        registry_password="pw",
+        monitoring=stack.monitoring,
+        **args,
+    )
     return run_components(lambda: ModelService(m.name, service_args), outputs=_lb)
 
 

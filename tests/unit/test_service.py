@@ -8,7 +8,7 @@ import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
 from components import specs
-from components.config import ModelConfig
+from components.config import ModelConfig, MonitoringConfig
 from components.service import LoadBalancedService, LoadBalancedServiceArgs, _endpoint
 from tests.kube_checks import validate_object
 from tests.unit.mocking import Components, model, resolve, run_components, typed
@@ -19,6 +19,7 @@ INTERNAL = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
 LLAMA = model("prod", "llama-3-1-8b")
 MINILM = model("render")  # ClusterIP
 SCHEDULING = specs.gpu_scheduling(typed("prod").gpu_pool)
+OFF = MonitoringConfig()
 
 
 def _minilm(service: dict[str, Any], **more: Any) -> ModelConfig:
@@ -87,7 +88,7 @@ def test_the_service_port_is_independent_of_the_container_port() -> None:
 
 @pytest.mark.parametrize("m", [LLAMA, MINILM], ids=lambda m: m.name)
 def test_the_network_policy_admits_only_the_serving_port(m: ModelConfig) -> None:
-    policy = specs.network_policy(m)
+    policy = specs.network_policy(m, OFF)
     assert policy["metadata"]["namespace"] == m.namespace
     assert policy["spec"]["podSelector"] == {"matchLabels": specs.selector_labels(m)}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
@@ -96,21 +97,36 @@ def test_the_network_policy_admits_only_the_serving_port(m: ModelConfig) -> None
 
 def test_the_network_policy_follows_a_changed_container_port() -> None:
     m = model("render", edits={"models[0].port": 9000})
-    assert specs.network_policy(m)["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert specs.network_policy(m, OFF)["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
 
 
 def test_allow_from_limits_the_sources_too() -> None:
     m = _minilm({"type": "ClusterIP", "allowFrom": ["10.1.0.0/16", "10.2.0.0/16"]})
-    (rule,) = specs.network_policy(m)["spec"]["ingress"]
+    (rule,) = specs.network_policy(m, OFF)["spec"]["ingress"]
     assert rule["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}, {"ipBlock": {"cidr": "10.2.0.0/16"}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": m.port}]
+
+
+def test_with_monitoring_the_policy_also_admits_prometheus_from_its_namespace() -> None:
+    """allowFrom would shut out Prometheus' scrapes of /metrics on the serving port: its namespace gets a rule."""
+    m = _minilm({"type": "ClusterIP", "allowFrom": ["10.1.0.0/16"]})
+    monitoring = MonitoringConfig(enabled=True, namespace="observability")
+    clients, prometheus = specs.network_policy(m, monitoring)["spec"]["ingress"]
+    assert clients["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}]
+    assert prometheus == {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+        "ports": [{"protocol": "TCP", "port": m.port}],
+    }
+    validate_object(specs.network_policy(m, monitoring))
+    # Without allowFrom the port is open to every source, Prometheus included: nothing to add.
+    assert len(specs.network_policy(MINILM, monitoring)["spec"]["ingress"]) == 1
 
 
 @pytest.mark.parametrize("service", [{"type": "ClusterIP"}, {"type": "NodePort", "sessionAffinity": "ClientIP"}])
 def test_service_and_policy_validate_against_the_schema(service: dict[str, Any]) -> None:
     m = _minilm(service)
     validate_object(specs.service(m))
-    validate_object(specs.network_policy(m))
+    validate_object(specs.network_policy(m, OFF))
     validate_object(specs.service(LLAMA))
 
 
@@ -182,4 +198,4 @@ def test_the_component_registers_service_and_policy_as_children() -> None:
     assert children == ["NetworkPolicy", "Service"]
     assert run.one("kubernetes:core/v1:Service", LLAMA.name).inputs["spec"] == specs.service(LLAMA)["spec"]
     policy = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", LLAMA.name)
-    assert policy.inputs["spec"] == specs.network_policy(LLAMA)["spec"]
+    assert policy.inputs["spec"] == specs.network_policy(LLAMA, OFF)["spec"]

@@ -19,6 +19,7 @@ COMPONENT_TOKENS = {
     "model-serving:index:ModelDeployment",
     "model-serving:index:LoadBalancedService",
     "model-serving:index:Autoscaler",
+    "model-serving:index:ModelMonitoring",
 }
 
 
@@ -56,7 +57,8 @@ def test_every_object_is_parented_by_a_component(run: Run) -> None:
 
 
 def test_every_container_states_its_user_and_a_read_only_root(run: Run) -> None:
-    """Every container of every workload says who it runs as, itself; only the device plugin is root."""
+    """Every container of every workload says who it runs as, itself; only the device plugin and the DCGM exporter
+    are root."""
     for resource in run.kubernetes_objects():
         if resource.kind not in ("Deployment", "DaemonSet"):
             continue
@@ -65,7 +67,7 @@ def test_every_container_states_its_user_and_a_read_only_root(run: Run) -> None:
             assert "runAsUser" in context and "runAsGroup" in context, resource.urn
             assert context["readOnlyRootFilesystem"] is True, resource.urn
             if context["runAsUser"] < 10000:
-                assert resource.name == "nvidia-device-plugin", resource.urn
+                assert resource.name in ("nvidia-device-plugin", "dcgm-exporter"), resource.urn
 
 
 def test_no_object_lands_in_the_default_namespace(run: Run) -> None:
@@ -145,15 +147,22 @@ def test_prod_stack_graph() -> None:
     run = run_stack("prod")
     kinds = _kinds(run)
     assert kinds["Deployment"] == 2
-    assert kinds["HorizontalPodAutoscaler"] == 2
+    # Llama scales with KEDA (its ScaledObject, no HPA), the embeddings server with an HPA.
+    assert kinds["HorizontalPodAutoscaler"] == kinds["ScaledObject"] == 1
     assert kinds["PodDisruptionBudget"] == 2
     assert kinds["NodePool"] == 1
+    assert kinds["ServiceMonitor"] == 3 and kinds["PrometheusRule"] == 2  # two models and the DCGM exporter
     node_pool = run.one("kubernetes:karpenter.sh/v1:NodePool", "gpu")
     assert node_pool.inputs["spec"]["limits"] == {"nvidia.com/gpu": "8"}
+    scaled = run.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-8b").inputs["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (2, 4)
+    assert [t["metadata"]["query"] for t in scaled["triggers"]] == [
+        'sum(vllm:num_requests_waiting{namespace="prod-llama-3-1-8b",service="llama-3-1-8b"})'
+    ]
+    hpa = run.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "embeddings").inputs["spec"]
+    assert hpa["minReplicas"] == 2 and hpa["metrics"][0]["type"] == "Pods"
     for name in ("llama-3-1-8b", "embeddings"):
-        hpa = run.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", name)
-        assert hpa.inputs["spec"]["minReplicas"] >= 2
-        assert hpa.inputs["spec"]["metrics"][0]["type"] == "Pods"
+        assert "replicas" not in run.one("kubernetes:apps/v1:Deployment", name).inputs["spec"]
         svc = run.one("kubernetes:core/v1:Service", name)
         assert svc.inputs["spec"]["type"] == "LoadBalancer"
         assert svc.inputs["spec"]["loadBalancerSourceRanges"]
@@ -175,7 +184,10 @@ def test_namespaced_objects_wait_for_their_namespace(run: Run) -> None:
 
 def test_the_autoscaler_waits_for_its_deployment() -> None:
     run = run_stack("prod")
-    for hpa in run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
+    scalers = [*run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")]
+    scalers += run.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    assert len(scalers) == 2
+    for hpa in scalers:
         # Depending on the ModelDeployment component expands to its children, the Deployment among them.
         assert run.one("kubernetes:apps/v1:Deployment", hpa.name).urn in hpa.dependencies
 
@@ -189,6 +201,14 @@ POOL_OBJECTS = [
     ("Namespace", "nvidia-device-plugin"),
     ("NetworkPolicy", "default-deny"),
     ("RuntimeClass", "nvidia"),
+]
+DCGM_OBJECTS = [
+    ("ConfigMap", "dcgm-exporter-counters"),
+    ("DaemonSet", "dcgm-exporter"),
+    ("Namespace", "nvidia-dcgm-exporter"),
+    ("NetworkPolicy", "dcgm-exporter"),
+    ("Service", "dcgm-exporter"),
+    ("ServiceMonitor", "dcgm-exporter"),
 ]
 KARPENTER = {"gpuPool.gpuBudget": 2, "gpuPool.karpenter": {"gpuProducts": ["l4"]}}
 
@@ -213,7 +233,7 @@ def test_a_cpu_only_stack_registers_no_gpu_node_pool() -> None:
 def test_a_gpu_stack_registers_its_gpu_node_pool() -> None:
     run = run_stack("e2e")
     assert [r.name for r in run.of_type(POOL)] == ["gpu"]
-    assert _pool_objects(run) == sorted([*POOL_OBJECTS, ("NodePool", "gpu")])
+    assert _pool_objects(run) == sorted([*POOL_OBJECTS, *DCGM_OBJECTS, ("NodePool", "gpu")])
     pod = run.one("kubernetes:apps/v1:Deployment", "llama").inputs["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "nvidia"
     assert run.outputs["gpu_budget"] == 4

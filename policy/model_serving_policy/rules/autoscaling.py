@@ -100,7 +100,9 @@ def _looks_live(props: Mapping[str, Any]) -> bool:
 
 
 def _check_hpa_target(ctx: StackContext) -> None:
-    for hpa in ctx.of(*scaling.HPA):
+    # (An HPA next to a ScaledObject of the same workload is not refused here: moving a model from an HPA to KEDA
+    # shows both to the stack analysis of `up --refresh`, the HPA about to be deleted. The program never emits both.)
+    for hpa in [*ctx.of(*scaling.HPA), *ctx.of(*scaling.SCALED_OBJECT)]:
         with ctx.deciding(hpa):
             ns, kind, name = scaling.hpa_target_key(hpa)
             if kind is None or name is None:
@@ -111,7 +113,8 @@ def _check_hpa_target(ctx: StackContext) -> None:
                 ctx.report(f"{hpa.describe()} scales {kind} {ns}/{name}, which is not in this stack.", hpa)
                 continue
             _check_replicas_unset(ctx, hpa, target)
-            _check_metric_requests(ctx, hpa, target)
+            if not scaling.is_scaled_object(hpa):
+                _check_metric_requests(ctx, hpa, target)
 
 
 def _check_replicas_unset(ctx: StackContext, hpa: StackEntry, target: StackEntry) -> None:
@@ -192,8 +195,9 @@ POLICIES: list[Policy] = [
     stack_policy(
         name="hpa-target",
         description=(
-            "An HPA scales a workload of this stack that leaves spec.replicas unset, and every "
-            "container of that workload requests what its Utilization metrics divide by."
+            "An HPA or a KEDA ScaledObject scales a workload of this stack that leaves spec.replicas "
+            "unset, and every container of that workload requests what the HPA's Utilization metrics "
+            "divide by."
         ),
         check=_check_hpa_target,
         severity=Severity.HIGH,

@@ -300,7 +300,9 @@ def _check_gpu_budget(ctx: StackContext) -> None:
             surge = scaling.max_surge(w, rr.maximum)
             pods = rr.maximum + surge
             demand += pods * per_pod
-            source = "HPA maxReplicas" if rr.hpa else "replicas"
+            source = "replicas"
+            if rr.hpa is not None:
+                source = "ScaledObject maxReplicaCount" if scaling.is_scaled_object(rr.hpa) else "HPA maxReplicas"
             lines.append(
                 f"{w.describe()}: ({rr.maximum} {source} + {surge} maxSurge) x {_fmt(per_pod)} = {_fmt(pods * per_pod)}"
             )
