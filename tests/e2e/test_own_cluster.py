@@ -17,6 +17,7 @@ CONTEXT = "model-serving-local"  # the local cluster's context in .cluster/kubec
 def test_up_and_down_through_a_kube_context(kube: Kube, tmp_path: Path) -> None:
     project = copy_project(tmp_path)  # no .cluster/ in the copy: only KUBECONFIG leads to the cluster
     project.env["KUBECONFIG"] = str(KUBECONFIG)
+    project.edit_config("local", {"namespace": "owncluster"})  # not the checkout's own `make up` namespace
     up = project.make("up", "STACK=local", f"KUBE_CONTEXT={CONTEXT}")
     assert "local-cluster" not in up.stdout and "starting etcd" not in up.stdout
     outputs = json.loads(project.pulumi("stack", "output", "--json", "--stack", "local").stdout)
@@ -24,5 +25,5 @@ def test_up_and_down_through_a_kube_context(kube: Kube, tmp_path: Path) -> None:
     status, body = post_embeddings(outputs["minilm_endpoint"], {"input": "hello"})
     assert status == 200 and len(body["data"][0]["embedding"]) == 384
     project.make("down", "STACK=local", f"KUBE_CONTEXT={CONTEXT}")
-    wait_until("the stack's namespace to go", lambda: not kube.exists("namespace", "local-minilm"), timeout=120)
-    assert not (project.path / "stacks" / "Pulumi.local.yaml").read_text().count("kubeContext")
+    wait_until("the stack's namespace to go", lambda: not kube.exists("namespace", "owncluster-minilm"), timeout=120)
+    assert "kubeContext" not in (project.path / "stacks" / "Pulumi.local.yaml").read_text()

@@ -80,6 +80,8 @@ class Load:
 
 @pytest.fixture(scope="module")
 def stack(e2e_project: Project) -> Stack:
+    # A namespace of the tests' own: a `make up` of the checkout's local stack may be serving in `local-minilm`.
+    e2e_project.edit_config(STACK, {"namespace": "realnode"})
     return new_stack(e2e_project, STACK)
 
 
