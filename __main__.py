@@ -3,7 +3,15 @@
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import GpuNodePool, GpuNodePoolArgs, ModelService, ModelServiceArgs, specs
+from components import (
+    GpuNodePool,
+    GpuNodePoolArgs,
+    InferenceGateway,
+    InferenceGatewayArgs,
+    ModelService,
+    ModelServiceArgs,
+    specs,
+)
 from components.program import kubeconfig_path, load_stack_config
 
 config = pulumi.Config("model-serving")
@@ -26,6 +34,14 @@ if stack.needs_gpu_pool:
     scheduling = pool.scheduling
 else:
     scheduling = specs.gpu_scheduling(stack.gpu_pool)
+# The Gateway the routed models' HTTPRoutes attach to, when the stack creates it (a route may name it first).
+if stack.gateway.gateway_class_name is not None:
+    gateway = InferenceGateway(
+        stack.gateway.name,
+        InferenceGatewayArgs(gateway=stack.gateway, models=stack.routed_models),
+        pulumi.ResourceOptions(providers={"kubernetes": provider}),
+    )
+    pulumi.export("gateway", gateway.gateway_name)
 for model in stack.models:
     service = ModelService(
         model.name,
@@ -35,6 +51,7 @@ for model in stack.models:
             hub_token=config.get_secret("hubToken"),
             registry_password=config.get_secret("registryPassword"),
             monitoring=stack.monitoring,
+            gateway=stack.gateway,
         ),
         pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )

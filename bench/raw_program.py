@@ -4,7 +4,8 @@ It is the baseline of the component layer's overhead. It reads the same stack co
 registers the same plans (:mod:`components.plans`: every object from the :mod:`components.specs` builders, in
 order, with what it waits for and its custom timeouts) with the same :func:`components.kube.register_steps`, and
 exports the same stack outputs. What it leaves out is exactly the component layer: the GpuNodePool, ModelService,
-ModelImage, ModelDeployment, LoadBalancedService, Autoscaler and ModelMonitoring resources, their parent links and
+ModelImage, ModelDeployment, LoadBalancedService, Autoscaler, ModelRouting, ModelMonitoring and InferenceGateway
+resources, their parent links and
 registered outputs.
 
 Dependencies are the ones the component program's objects are registered with (``python -m bench.mock_run --check``
@@ -47,6 +48,11 @@ scheduling = specs.gpu_scheduling(pool)
 if stack.needs_gpu_pool:
     register_steps(plans.gpu_node_pool(pool, stack.monitoring), lambda after: on_provider(*after))
 
+# InferenceGateway's objects, when the stack creates its Gateway.
+if stack.gateway.gateway_class_name is not None:
+    register_steps(plans.gateway(stack.gateway, stack.routed_models), lambda after: on_provider(*after))
+    pulumi.export("gateway", f"{stack.gateway.namespace}/{stack.gateway.name}")
+
 hub_token = config.get_secret("hubToken")
 for model in stack.models:
     if model.image.ref is None:
@@ -55,12 +61,22 @@ for model in stack.models:
     ns = register(specs.namespace(model.namespace), on_provider())
     # ModelDeployment's objects: each waits for the namespace too (ModelService's depends_on for its children).
     secret = pulumi.Output.secret(hub_token) if hub_token is not None else None
+    canary_image = model.canary.image if model.canary is not None else None
     deployment_objects = register_steps(
-        plans.model_deployment(model, image_ref, scheduling, secret), lambda after, ns=ns: on_provider(ns, *after)
+        plans.model_deployment(model, image_ref, scheduling, secret, canary_image),
+        lambda after, ns=ns: on_provider(ns, *after),
     )
     # LoadBalancedService's objects.
     in_ns = lambda after, ns=ns: on_provider(ns, *after)  # noqa: E731
-    svc = register_steps(plans.load_balanced_service(model, stack.monitoring), in_ns)["service"]
+    service_objects = register_steps(plans.load_balanced_service(model, stack.monitoring, stack.gateway), in_ns)
+    svc = service_objects["service"]
+    # ModelRouting's objects: after the model's Deployments and Services.
+    if model.routing.mode != "service":
+        waits = [ns, *deployment_objects.values(), *service_objects.values()]
+        register_steps(
+            plans.model_routing(model, stack.gateway, stack.monitoring),
+            lambda after, waits=waits: on_provider(*waits, *after),
+        )
     # Autoscaler's object: waiting for the ModelDeployment component means waiting for its objects.
     waits = [ns, *deployment_objects.values()]
     register_steps(plans.autoscaler(model, stack.monitoring), lambda after, waits=waits: on_provider(*waits, *after))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from components.image import ModelImage, ModelImageArgs
     from components.model_service import ModelService, ModelServiceArgs
     from components.monitoring import ModelMonitoring, ModelMonitoringArgs
+    from components.routing import InferenceGateway, InferenceGatewayArgs, ModelRouting, ModelRoutingArgs
     from components.service import LoadBalancedService, LoadBalancedServiceArgs
     from components.specs import GpuScheduling
 
@@ -36,6 +37,10 @@ _EXPORTS = {
     "ModelServiceArgs": "model_service",
     "ModelMonitoring": "monitoring",
     "ModelMonitoringArgs": "monitoring",
+    "InferenceGateway": "routing",
+    "InferenceGatewayArgs": "routing",
+    "ModelRouting": "routing",
+    "ModelRoutingArgs": "routing",
     "LoadBalancedService": "service",
     "LoadBalancedServiceArgs": "service",
     "GpuScheduling": "specs",
@@ -48,6 +53,8 @@ __all__ = [
     "GpuNodePool",
     "GpuNodePoolArgs",
     "GpuScheduling",
+    "InferenceGateway",
+    "InferenceGatewayArgs",
     "LoadBalancedService",
     "LoadBalancedServiceArgs",
     "ModelDeployment",
@@ -56,6 +63,8 @@ __all__ = [
     "ModelImageArgs",
     "ModelMonitoring",
     "ModelMonitoringArgs",
+    "ModelRouting",
+    "ModelRoutingArgs",
     "ModelService",
     "ModelServiceArgs",
     "StackConfig",

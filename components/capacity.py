@@ -23,10 +23,10 @@ class GpuBudgetError(ValueError):
 
 
 def describe_peak(model: ModelConfig) -> str:
-    return (
-        f"(maxReplicas {model.max_replicas} + maxSurge {model.rollout.max_surge}) × "
-        f"{model.resources.gpus} GPU{'s' if model.resources.gpus != 1 else ''}"
-    )
+    pods = f"maxReplicas {model.max_replicas} + maxSurge {model.rollout.max_surge}"
+    if model.canary is not None:
+        pods += f" + canary {model.canary.replicas} + its maxSurge {model.rollout.max_surge}"
+    return f"({pods}) × {model.resources.gpus} GPU{'s' if model.resources.gpus != 1 else ''}"
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,13 @@ class ModelDeploymentArgs:
     scheduling: specs.GpuScheduling
     # The model-hub token, a pulumi secret; required when model.hub_token is set.
     hub_token: pulumi.Input[str] | None = None
+    # The canary's image when it runs one of its own (canary.image), else image_ref.
+    canary_image_ref: pulumi.Input[str] | None = None
 
 
 class ModelDeployment(pulumi.ComponentResource):
-    """Deployment, ServiceAccount, optional cache PVC and hub-token Secret, and a PDB when replicas can exceed one."""
+    """Deployment, ServiceAccount, optional cache PVC and hub-token Secret, and a PDB when replicas can exceed one;
+    with a canary, its Deployment (and PDB) too, sharing the account, secret and cache."""
 
     deployment_name: pulumi.Output[str]
     # The Secret holding the hub token (its data is a secret output), when the model uses one.
@@ -50,7 +53,7 @@ class ModelDeployment(pulumi.ComponentResource):
         model = args.model
         hub_token = pulumi.Output.secret(args.hub_token) if args.hub_token is not None else None
         objects = register_steps(
-            plans.model_deployment(model, args.image_ref, args.scheduling, hub_token),
+            plans.model_deployment(model, args.image_ref, args.scheduling, hub_token, args.canary_image_ref),
             lambda after: child_options(self, opts, depends_on=after),
         )
         self.deployment = objects["deployment"]

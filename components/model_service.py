@@ -8,11 +8,12 @@ import pulumi
 
 from components import specs
 from components.autoscaler import Autoscaler, AutoscalerArgs
-from components.config import ModelConfig, MonitoringConfig
+from components.config import GatewayConfig, ModelConfig, MonitoringConfig
 from components.deployment import ModelDeployment, ModelDeploymentArgs, reserve_gpus
 from components.image import ModelImage, ModelImageArgs
 from components.kube import child_options, register
 from components.monitoring import ModelMonitoring, ModelMonitoringArgs
+from components.routing import ModelRouting, ModelRoutingArgs
 from components.service import LoadBalancedService, LoadBalancedServiceArgs
 
 
@@ -24,11 +25,13 @@ class ModelServiceArgs:
     registry_password: pulumi.Input[str] | None = None
     # The stack's monitoring block: ServiceMonitor, alerts and dashboard when enabled; KEDA's Prometheus.
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    # The stack's Gateway, which a model with routing.mode gateway or inference-pool attaches its HTTPRoute to.
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 class ModelService(pulumi.ComponentResource):
-    """Namespace, ModelImage, ModelDeployment, LoadBalancedService, (with autoscaling) Autoscaler and (with
-    monitoring enabled) ModelMonitoring.
+    """Namespace, ModelImage, ModelDeployment, LoadBalancedService, (with autoscaling) Autoscaler, (routed through
+    a gateway) ModelRouting and (with monitoring enabled) ModelMonitoring.
 
     ``scheduling`` from a ``GpuNodePool`` carries the pool's GPU ledger: the model reserves its peak GPUs from it
     before registering anything, so several ModelServices on one pool never exceed its ``gpuBudget``.
@@ -55,12 +58,25 @@ class ModelService(pulumi.ComponentResource):
         deployment = ModelDeployment(
             name,
             ModelDeploymentArgs(
-                model=model, image_ref=image.image_ref, scheduling=scheduling, hub_token=args.hub_token
+                model=model,
+                image_ref=image.image_ref,
+                scheduling=scheduling,
+                hub_token=args.hub_token,
+                canary_image_ref=model.canary.image if model.canary is not None else None,
             ),
             in_ns,
         )
         monitoring = args.monitoring
-        service = LoadBalancedService(name, LoadBalancedServiceArgs(model=model, monitoring=monitoring), in_ns)
+        service = LoadBalancedService(
+            name, LoadBalancedServiceArgs(model=model, monitoring=monitoring, gateway=args.gateway), in_ns
+        )
+        if model.routing.mode != "service":
+            # After the rollouts: a promotion moves requests once the pods that take them are ready.
+            ModelRouting(
+                name,
+                ModelRoutingArgs(model=model, gateway=args.gateway, monitoring=monitoring),
+                child_options(self, opts, depends_on=[ns, deployment, service]),
+            )
         if model.autoscaling is not None:
             Autoscaler(
                 name,

@@ -7,11 +7,12 @@ A new object of a component is one more :class:`Step` in its plan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components import specs
-from components.config import GpuPoolConfig, ModelConfig, MonitoringConfig
+from components import specs, traffic
+from components.config import GatewayConfig, GpuPoolConfig, ModelConfig, MonitoringConfig
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ def deployment_timeout(model: ModelConfig) -> str:
     return f"{deadline + min(600, max(60, deadline // 2))}s"
 
 
-def model_deployment(model: ModelConfig, image: Any, scheduling: specs.GpuScheduling, hub_token: Any) -> list[Step]:
-    """ServiceAccount, hub-token Secret, cache claim, then the Deployment; a PDB. ``hub_token``: a secret Output."""
+def model_deployment(
+    model: ModelConfig, image: Any, scheduling: specs.GpuScheduling, hub_token: Any, canary_image: Any = None
+) -> list[Step]:
+    """ServiceAccount, hub-token Secret, cache claim, then the Deployment; a PDB; the canary's Deployment (and its
+    PDB) beside them. ``hub_token``: a secret Output; ``canary_image``: the canary's image (default ``image``)."""
     steps = [Step("service-account", specs.service_account(model))]
     if model.hub_token:
         if hub_token is None:
@@ -70,17 +74,52 @@ def model_deployment(model: ModelConfig, image: Any, scheduling: specs.GpuSchedu
     if claim is not None:
         steps.append(Step("cache-claim", claim))
     needed = tuple(step.name for step in steps)
-    steps.append(
-        Step("deployment", specs.deployment(model, image, scheduling), after=needed, timeout=deployment_timeout(model))
-    )
-    budget = specs.disruption_budget(model)
-    if budget is not None:
-        steps.append(Step("disruption-budget", budget))
+    tracks = [(model, image, "")]
+    if model.canary is not None:
+        tracks.append((model.canary_track(), image if canary_image is None else canary_image, "canary-"))
+    for track, track_image, prefix in tracks:
+        deployment = specs.deployment(track, track_image, scheduling)
+        steps.append(Step(f"{prefix}deployment", deployment, after=needed, timeout=deployment_timeout(track)))
+        budget = specs.disruption_budget(track)
+        if budget is not None:
+            steps.append(Step(f"{prefix}disruption-budget", budget))
     return steps
 
 
-def load_balanced_service(model: ModelConfig, monitoring: MonitoringConfig) -> list[Step]:
-    return [Step("service", specs.service(model)), Step("network-policy", specs.network_policy(model, monitoring))]
+def load_balanced_service(
+    model: ModelConfig, monitoring: MonitoringConfig, gateway: GatewayConfig | None = None
+) -> list[Step]:
+    """The Service (and the canary's), and the NetworkPolicy of every pod of the model."""
+    steps = [Step("service", specs.service(model))]
+    if model.canary is not None:
+        steps.append(Step("canary-service", specs.service(model.canary_track())))
+    return [*steps, Step("network-policy", specs.network_policy(model, monitoring, gateway))]
+
+
+def model_routing(model: ModelConfig, gateway: GatewayConfig, monitoring: MonitoringConfig) -> list[Step]:
+    """Routed models (mode gateway, inference-pool): per track an endpoint picker and its InferencePool (mode
+    inference-pool), then the HTTPRoute to the pools or the Services."""
+    steps: list[Step] = []
+    backends: list[str] = []
+    if model.routing.mode == "inference-pool":
+        for track, _ in traffic.split(model):
+            prefix = "canary-" if track.track != "stable" else ""
+            objects = traffic.picker_objects(track, gateway, monitoring)
+            first = tuple(f"{prefix}picker-{name}" for name in objects if name != "deployment")
+            for name, obj in objects.items():
+                steps.append(Step(f"{prefix}picker-{name}", obj, after=first if name == "deployment" else ()))
+            steps.append(Step(f"{prefix}pool", traffic.inference_pool(track), after=(f"{prefix}picker-service",)))
+            backends.append(f"{prefix}pool")
+    return [*steps, Step("route", traffic.http_route(model, gateway), after=tuple(backends))]
+
+
+def gateway(config: GatewayConfig, models: Sequence[ModelConfig]) -> list[Step]:
+    """The Gateway the stack creates, in a namespace of its own."""
+    ns = specs.namespace(config.namespace, pod_security="baseline")
+    return [
+        Step("namespace", ns),
+        Step("gateway", traffic.gateway(config, [m.namespace for m in models]), after=("namespace",)),
+    ]
 
 
 def autoscaler(model: ModelConfig, monitoring: MonitoringConfig) -> list[Step]:

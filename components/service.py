@@ -1,4 +1,4 @@
-"""LoadBalancedService: the model's Service and the NetworkPolicy admitting only its port."""
+"""LoadBalancedService: the model's Service (and its canary's) and the NetworkPolicy admitting only its port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 
 from components import plans
-from components.config import ModelConfig, MonitoringConfig
+from components.config import GatewayConfig, ModelConfig, MonitoringConfig
 from components.kube import child_options, register_steps
 
 
@@ -17,6 +17,8 @@ class LoadBalancedServiceArgs:
     model: ModelConfig
     # With monitoring enabled, the NetworkPolicy also admits Prometheus' scrapes.
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    # The stack's gateway: a routed model's NetworkPolicy admits its proxies.
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 def _endpoint(status: Any, port: int, cluster_ip: str | None) -> str:
@@ -37,7 +39,7 @@ class LoadBalancedService(pulumi.ComponentResource):
         super().__init__("model-serving:index:LoadBalancedService", name, None, opts)
         model = args.model
         objects = register_steps(
-            plans.load_balanced_service(model, args.monitoring),
+            plans.load_balanced_service(model, args.monitoring, args.gateway),
             lambda after: child_options(self, opts, depends_on=after),
         )
         svc = objects["service"]

@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from components.capacity import GpuCapacity
-from components.config import GATEWAYS, TMP_SIZE, GpuPoolConfig, ModelConfig, MonitoringConfig, Toleration
+from components.config import (
+    GATEWAYS,
+    TMP_SIZE,
+    GatewayConfig,
+    GpuPoolConfig,
+    ModelConfig,
+    MonitoringConfig,
+    Toleration,
+)
 from components.config.engines import DCGM, DCGM_COUNTERS, EXPORTER_ANNOTATION
 from components.config.rules import node_selector_conflicts
 
@@ -25,6 +33,10 @@ Obj = dict[str, Any]
 PART_OF = "model-serving"
 UID = 10001  # the app/ image's user; high enough not to collide with host users
 HTTP_PORT_NAME = "http"
+# The canary's pods and objects carry it (stable ones do not: adding it would roll every running model).
+TRACK_LABEL = "model-serving.dev/track"
+# Every endpoint picker's pods (they live in their model's namespace).
+PICKER_SELECTOR = {"app.kubernetes.io/component": "endpoint-picker", "app.kubernetes.io/part-of": "model-serving"}
 HUB_TOKEN_DIR = "/var/run/secrets/model-hub"
 CACHE_DIR = "/cache"
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
@@ -86,17 +98,26 @@ def _meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | N
 
 
 def selector_labels(model: ModelConfig) -> dict[str, str]:
-    """The immutable subset used by selectors (Deployment, Service, PDB, NetworkPolicy)."""
-    return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/instance": model.name}
+    """The immutable subset used by selectors (Deployment, Service, PDB, InferencePool): one track's pods (the
+    canary's instance is `<name>-canary`)."""
+    return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/instance": model.instance}
+
+
+def model_selector(model: ModelConfig) -> dict[str, str]:
+    """Every pod of the model, stable and canary (NetworkPolicy, ServiceMonitor)."""
+    return {"app.kubernetes.io/name": model.name}
 
 
 def model_labels(model: ModelConfig) -> dict[str, str]:
-    return {
+    labels = {
         **selector_labels(model),
         "app.kubernetes.io/component": "inference",
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
     }
+    if model.track != "stable":
+        labels[TRACK_LABEL] = model.track
+    return labels
 
 
 def namespace(name: str, *, pod_security: str = "restricted") -> Obj:
@@ -160,6 +181,8 @@ def container_args(model: ModelConfig) -> list[str]:
     if model.engine != "vllm":
         return list(model.args)
     args = ["--model", model.model_id, "--port", str(model.port), "--host", "0.0.0.0"]
+    if model.model_revision is not None:
+        args += ["--revision", model.model_revision]
     args += ["--tensor-parallel-size", str(tensor_parallel_size(model))]
     if model.architecture is not None:
         arch = model.architecture
@@ -187,6 +210,8 @@ def container_env(model: ModelConfig) -> list[Obj]:
         env["DRAIN_SECONDS"] = str(DRAIN_SECONDS)
     if model.model_dir:
         env["MODEL_DIR"] = model.model_dir
+    if model.model_revision is not None:
+        env["MODEL_REVISION"] = model.model_revision
     if model.hub_token:
         # HF_TOKEN_PATH is read by huggingface_hub (vLLM); HF_TOKEN_FILE by the app/ server.
         env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
@@ -398,7 +423,7 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(model.name, model.namespace, model_labels(model), annotations=annotations),
+        "metadata": _meta(model.instance, model.namespace, model_labels(model), annotations=annotations),
         "spec": spec,
     }
 
@@ -409,7 +434,7 @@ def disruption_budget(model: ModelConfig) -> Obj | None:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(model.name, model.namespace, model_labels(model)),
+        "metadata": _meta(model.instance, model.namespace, model_labels(model)),
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(model)},
@@ -436,7 +461,7 @@ def service(model: ModelConfig) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(model.name, model.namespace, model_labels(model), annotations=dict(cfg.annotations)),
+        "metadata": _meta(model.instance, model.namespace, model_labels(model), annotations=dict(cfg.annotations)),
         "spec": spec,
     }
 
@@ -449,15 +474,19 @@ def _network_policy(
     ingress: Sequence[Obj],
     *,
     deny_egress: bool = False,
+    egress: Sequence[Obj] | None = None,
 ) -> Obj:
     """A NetworkPolicy admitting ``ingress`` (none: deny all) to the selected pods; ``deny_egress`` denies all
-    egress too."""
+    egress too, ``egress`` allows only those rules."""
+    restrict_egress = deny_egress or egress is not None
     spec: Obj = {
         "podSelector": {"matchLabels": dict(pod_selector)} if pod_selector else {},
-        "policyTypes": ["Ingress", "Egress"] if deny_egress else ["Ingress"],
+        "policyTypes": ["Ingress", "Egress"] if restrict_egress else ["Ingress"],
     }
     if ingress:
         spec["ingress"] = list(ingress)
+    if egress:
+        spec["egress"] = list(egress)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -470,14 +499,42 @@ def _from_namespace(name: str) -> Obj:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
 
-def network_policy(model: ModelConfig, monitoring: MonitoringConfig) -> Obj:
+# The cluster DNS every pod resolves names through (CoreDNS keeps kube-dns's label).
+DNS_PEER: Obj = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+DNS_EGRESS: Obj = {"to": [DNS_PEER], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def https_egress(cidrs: Sequence[str]) -> list[Obj]:
+    return (
+        [{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": [{"protocol": "TCP", "port": 443}]}]
+        if cidrs
+        else []
+    )
+
+
+def network_policy(model: ModelConfig, monitoring: MonitoringConfig, gateway: GatewayConfig | None = None) -> Obj:
+    """Every pod of the model (stable and canary): the serving port admits ``service.allowFrom`` (anywhere when
+    empty and not behind a gateway), the gateway's proxies and the endpoint pickers (routed models) and
+    Prometheus; egress is DNS and HTTPS to ``service.egressTo``."""
     ports = [{"protocol": "TCP", "port": model.port}]
-    rules: list[Obj] = [{"ports": ports}]
-    if model.service.allow_from:
-        rules[0]["from"] = [{"ipBlock": {"cidr": cidr}} for cidr in model.service.allow_from]
-        if monitoring.enabled:  # Prometheus scrapes /metrics on the serving port from its own namespace
-            rules.append({"from": [_from_namespace(monitoring.namespace)], "ports": ports})
-    return _network_policy(model.name, model.namespace, model_labels(model), selector_labels(model), rules)
+    sources: list[Obj] = [{"ipBlock": {"cidr": cidr}} for cidr in model.service.allow_from]
+    routed = model.routing.mode != "service"
+    if routed:
+        if gateway is None:
+            raise ValueError(f"model {model.name!r} is routed through a gateway but none was given")
+        sources.append(_from_namespace(gateway.proxy_namespace or gateway.namespace))
+    if model.routing.mode == "inference-pool":  # the pickers scrape the pods' metrics to choose one
+        sources.append({"podSelector": {"matchLabels": dict(PICKER_SELECTOR)}})
+    rules: list[Obj] = [{"from": sources, "ports": ports} if sources else {"ports": ports}]
+    if (sources or routed) and monitoring.enabled:  # Prometheus scrapes /metrics on the serving port
+        rules.append({"from": [_from_namespace(monitoring.namespace)], "ports": ports})
+    egress = [DNS_EGRESS, *https_egress(model.service.egress_to)]
+    return _network_policy(
+        model.name, model.namespace, model_labels(model), model_selector(model), rules, egress=egress
+    )
 
 
 def _hpa_metric(model: ModelConfig) -> Obj:
@@ -695,7 +752,7 @@ def service_monitor(model: ModelConfig, monitoring: MonitoringConfig) -> Obj | N
     if not monitoring.enabled:
         return None
     labels = model_labels(model)
-    return _service_monitor(model.name, model.namespace, labels, selector_labels(model), HTTP_PORT_NAME, monitoring)
+    return _service_monitor(model.name, model.namespace, labels, model_selector(model), HTTP_PORT_NAME, monitoring)
 
 
 def _alert(name: str, expr: str, minutes: int, severity: str, model: ModelConfig, summary: str, text: str) -> Obj:

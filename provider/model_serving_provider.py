@@ -30,8 +30,8 @@ from components.config import (
     ConfigError,
     GpuPoolConfig,
     ModelConfig,
-    MonitoringConfig,
     Problem,
+    StackConfig,
     parse_stack_config,
 )
 
@@ -52,7 +52,7 @@ def library_version() -> str:
 
 VERSION = library_version()
 
-_NOT_CONFIG = ("gpuPool", "monitoring", *SECRET_KEYS)
+_NOT_CONFIG = ("gpuPool", "monitoring", "gateway", *SECRET_KEYS)
 
 
 def _plain(value: Any) -> Any:
@@ -70,14 +70,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoolConfig, MonitoringConfig]:
+def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, StackConfig]:
     """Validate ``args`` as a one-model stack config; errors name the input (``model.resources.gpus``)."""
     raw: dict[str, Any] = _plain({k: v for k, v in args.items() if k not in _NOT_CONFIG})
     raw.setdefault("name", name)
     if args.get("hubToken") is not None:
         raw["hubToken"] = True  # the stack config's flag; here the token itself says "mount it"
     config: dict[str, object] = {"models": [raw]}
-    for block in ("gpuPool", "monitoring"):
+    for block in ("gpuPool", "monitoring", "gateway"):
         if args.get(block) is not None:
             config[block] = _plain(args[block])
     try:
@@ -93,7 +93,7 @@ def model_config(name: str, args: ModelServiceArgs) -> tuple[ModelConfig, GpuPoo
             for p in error.problems
         )
         raise ValueError(f"invalid ModelService {name!r}: {renamed.report()}") from None
-    return stack.models[0], stack.gpu_pool, stack.monitoring
+    return stack.models[0], stack
 
 
 def gpu_pool_config(name: str, args: GpuPool) -> GpuPoolConfig:
@@ -195,7 +195,8 @@ class ModelService(components.ModelService):
     """The model's namespace."""
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        model, pool, monitoring = model_config(name, args)
+        model, stack = model_config(name, args)
+        pool = stack.gpu_pool
         try:
             capacity = shared_capacity(pool)
         except GpuBudgetError as error:
@@ -208,7 +209,8 @@ class ModelService(components.ModelService):
                 scheduling=dataclasses.replace(specs.gpu_scheduling(pool), capacity=capacity),
                 hub_token=args.get("hubToken"),
                 registry_password=args.get("registryPassword"),
-                monitoring=monitoring,
+                monitoring=stack.monitoring,
+                gateway=stack.gateway,
             ),
             opts,
         )

@@ -143,6 +143,27 @@ class Monitoring(TypedDict, total=False):
     """How often Prometheus scrapes. Default: 30s."""
 
 
+class Gateway(TypedDict, total=False):
+    """The Gateway (Gateway API) the models' HTTPRoutes attach to (routing.mode gateway or inference-pool)."""
+
+    name: str
+    """The Gateway's name. Default: inference-gateway."""
+    namespace: str
+    """Its namespace; its pods reach the models from there. Default: gateway."""
+    gatewayClassName: str
+    (
+        "Set: the stack creates the Gateway (and its namespace) with this GatewayClass, one HTTP listener admitting "
+        "routes from the stack's model namespaces. Default: the Gateway exists already."
+    )
+    port: int
+    """The created Gateway's HTTP listener port. Default: 80."""
+    proxyNamespace: str
+    (
+        "Where the gateway's proxy pods run, if not in its own namespace (e.g. `envoy-gateway-system`): the models' "
+        "NetworkPolicies admit requests from there. Default: namespace."
+    )
+
+
 class Registry(TypedDict, total=False):
     """The registry keys of ImageBuild."""
 
@@ -337,11 +358,81 @@ class ModelToleration(TypedDict, total=False):
     """The taint's effect."""
 
 
+class PickerScorers(TypedDict, total=False):
+    """Weights of the endpoint picker's scorers: each scores every pod, the weighted sum picks one (0: off)."""
+
+    queue: int
+    """Requests waiting on the pod (the engine's queue metric). Default: 2."""
+    kvCache: int
+    """The pod's KV-cache utilization (vLLM's `vllm:kv_cache_usage_perc`). Default: 2."""
+    prefixCache: int
+    """How much of the prompt's prefix the pod likely holds in its cache. Default: 3."""
+
+
+class EndpointPicker(TypedDict, total=False):
+    """The Inference Extension's endpoint picker (EPP) of an InferencePool: it chooses the pod for each request."""
+
+    image: str
+    (
+        "The picker image (`registry.k8s.io/gateway-api-inference-extension/epp`), pinned by digest; required in mode "
+        "`inference-pool`. Default: none."
+    )
+    replicas: int
+    """Picker pods (more than one elect a leader). Default: 1."""
+    cpu: str
+    """CPU per picker pod (requests equal limits). Default: 1."""
+    memory: str
+    """Memory per picker pod. Default: 1Gi."""
+    failureMode: str
+    (
+        "What the gateway does when the picker does not answer: refuse the request, or send it to any pod. Default: "
+        "FailClose."
+    )
+    scorers: PickerScorers
+    """Scorer weights. Default: each key's default."""
+
+
+class Routing(TypedDict, total=False):
+    """How requests reach the model's pods (docs/load-balancing.md)."""
+
+    mode: str
+    (
+        "`service`: the model's Service balances connections; `gateway`: an HTTPRoute on the stack's `gateway` to the "
+        "Service; `inference-pool`: an HTTPRoute to an InferencePool whose endpoint picker chooses a pod per request "
+        "from its queue and caches. Default: service."
+    )
+    match: str
+    (
+        "`path`: requests under `path` (the prefix is stripped); `header`: requests whose `X-Gateway-Model-Name` "
+        "header is the modelId (set from the body's `model` by the Inference Extension's body-based router). Default: "
+        "path."
+    )
+    path: str
+    """The path prefix routed to the model (match `path`); it ends in `/`. Default: /<name>/."""
+    picker: EndpointPicker
+    """The endpoint picker (mode `inference-pool`). Default: each key's default."""
+
+
+class Canary(TypedDict, total=False):
+    """A second Deployment of the model running a new image, args or revision, taking ``weight`` % of requests."""
+
+    weight: Required[int]
+    """The canary's share of requests in %; the stable pods take the rest (100: promoted)."""
+    image: str
+    """Prebuilt image the canary runs. Default: the model's."""
+    args: list[str]
+    """Container args the canary runs. Default: the model's."""
+    modelRevision: str
+    """Hub revision the canary serves. Default: the model's."""
+    replicas: int
+    """Canary pods (its GPUs count against gpuPool.gpuBudget). Default: 1."""
+
+
 class Service(TypedDict, total=False):
     """The model's Service and the NetworkPolicy admitting its port."""
 
     type: str
-    """Service type. Default: LoadBalancer."""
+    """Service type. Default: LoadBalancer; ClusterIP when routing.mode is not service."""
     port: int
     """Service port. Default: 80."""
     annotations: dict[str, str]
@@ -353,7 +444,15 @@ class Service(TypedDict, total=False):
     sessionAffinity: str
     """Sticky clients. Default: None."""
     allowFrom: list[str]
-    """NetworkPolicy sources admitted to the serving port (`[]`: anywhere). Default: []."""
+    (
+        "NetworkPolicy sources admitted to the serving port (`[]`: anywhere; behind a gateway, only the gateway's and "
+        "the endpoint picker's pods). Default: []."
+    )
+    egressTo: list[str]
+    (
+        "Where the pods may open HTTPS connections (the model hub); DNS is always allowed, nothing else is. Default: "
+        "[0.0.0.0/0] when the model downloads from the hub (no modelDir), else []."
+    )
 
 
 class ModelServiceArgs(TypedDict, total=False):
@@ -370,6 +469,11 @@ class ModelServiceArgs(TypedDict, total=False):
     )
     modelId: Required[str]
     """Hub id of the model (`--model` for vLLM, `MODEL_ID` for the server)."""
+    modelRevision: str
+    (
+        "The hub commit the model is served at (`--revision` for vLLM, `MODEL_REVISION` for the server). Default: "
+        "whatever the hub serves that day."
+    )
     modelDir: str
     (
         "Where the image holds the model's files (`MODEL_DIR`); `server` images bake them in (build arg `MODEL_DIR`). "
@@ -416,6 +520,10 @@ class ModelServiceArgs(TypedDict, total=False):
     )
     tolerations: list[ModelToleration]
     """Taints the pods tolerate; a GPU model's pods also tolerate gpuPool.taint, a CPU model's must not. Default: []."""
+    routing: Routing
+    """How requests reach the pods (docs/load-balancing.md). Default: each key's default."""
+    canary: Canary
+    """A canary Deployment taking a share of requests (routing.mode gateway or inference-pool). Default: none."""
     service: Service
     """The model's Service. Default: each key's default."""
     containerPatch: Any
@@ -429,3 +537,8 @@ class ModelServiceArgs(TypedDict, total=False):
     """The shared GPU node pool: give it the same block as its GpuNodePool. Default: each key's default."""
     monitoring: Monitoring
     """Prometheus monitoring and KEDA's Prometheus: the stack's monitoring block. Default: each key's default."""
+    gateway: Gateway
+    (
+        "The Gateway of models routed through one (docs/load-balancing.md): the stack's gateway block. Default: each "
+        "key's default."
+    )

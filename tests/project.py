@@ -79,11 +79,14 @@ class Project:
         return self.path / "stacks" / f"Pulumi.{stack}.yaml"
 
     def edit_config(self, stack: str, values: dict[str, Any]) -> None:
-        """Set ``model-serving:<key>`` values in the copy's stack file (plain, non-secret)."""
+        """Set ``model-serving:<key>`` values in the copy's stack file (plain, non-secret); None removes a key."""
         path = self.stack_file(stack)
         data = yaml.safe_load(path.read_text())
         for key, value in values.items():
-            data["config"][f"model-serving:{key}"] = value
+            if value is None:
+                data["config"].pop(f"model-serving:{key}", None)
+            else:
+                data["config"][f"model-serving:{key}"] = value
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def config(self, stack: str) -> dict[str, Any]:

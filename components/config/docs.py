@@ -16,7 +16,14 @@ from typing import Any
 
 from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived, Key, keys, nested, type_name
 from components.config.engines import ENGINES, EXPORTER_ANNOTATION, EXPORTERS, GATEWAYS, SCRAPE_METRICS
-from components.config.schema import GpuPoolConfig, ModelConfig, MonitoringConfig, StackConfig, StackSecrets
+from components.config.schema import (
+    GatewayConfig,
+    GpuPoolConfig,
+    ModelConfig,
+    MonitoringConfig,
+    StackConfig,
+    StackSecrets,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_MD = ROOT / "docs" / "config.md"
@@ -100,6 +107,10 @@ def config_markdown() -> str:
         "## `monitoring`",
         "",
         *_table(list(rows(MonitoringConfig))),
+        "",
+        "## `gateway`",
+        "",
+        *_table(list(rows(GatewayConfig))),
         "",
         "## `gpuPool`",
         "",
@@ -226,9 +237,12 @@ def provider_types() -> str:
     ]
     monitoring_key = next(k for k in keys(StackConfig) if k.name == "monitoring")
     monitoring_doc = f"{monitoring_key.doc}: the stack's monitoring block. Default: each key's default."
+    gateway_key = next(k for k in keys(StackConfig) if k.name == "gateway")
+    gateway_doc = f"{gateway_key.doc}: the stack's gateway block. Default: each key's default."
     done: set[type] = set()
     lines += _block_types(GpuPoolConfig, done)
     lines += _block_types(MonitoringConfig, done)
+    lines += _block_types(GatewayConfig, done)
     lines += _block_types(
         ModelConfig,
         done,
@@ -236,6 +250,7 @@ def provider_types() -> str:
             *secrets,
             ("gpuPool", type_name(GpuPoolConfig), pool_doc),
             ("monitoring", type_name(MonitoringConfig), monitoring_doc),
+            ("gateway", type_name(GatewayConfig), gateway_doc),
         ],
     )
     return "\n".join(lines) + "\n"

@@ -213,6 +213,8 @@ class EngineSpec:
     """Requests waiting for a slot: what queue-depth scaling and the queue alert read."""
     running_metric: str
     """Requests being served now."""
+    kv_cache_metric: str | None
+    """The KV cache's utilization (0–1), which an endpoint picker scores pods on; None: the engine has none."""
     requests_metric: str
     """Requests finished (a counter)."""
     latency_metric: str
@@ -240,6 +242,7 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             exporter=SERVER,
             queue_metric="model_server_requests_waiting",
             running_metric="model_server_requests_in_flight",
+            kv_cache_metric=None,  # an encoder keeps no KV cache between requests
             requests_metric="model_server_requests_total",
             latency_metric="model_server_request_duration_seconds",
             p95_latency_seconds=2,
@@ -257,6 +260,7 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             exporter=VLLM,
             queue_metric="vllm:num_requests_waiting",
             running_metric="vllm:num_requests_running",
+            kv_cache_metric="vllm:kv_cache_usage_perc",
             requests_metric="vllm:request_success_total",
             latency_metric="vllm:e2e_request_latency_seconds",
             p95_latency_seconds=60,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from components.config.errors import ConfigError, Problem
 from components.config.kinds import IMAGE_REF, kind_of
-from components.config.schema import StackConfig
+from components.config.schema import ModelConfig, StackConfig
 
 KEY = "imageLock"
 # The local cluster's lock: `make cluster-up` builds the app/ image, imports it and writes this file.
@@ -54,15 +54,19 @@ def parse_image_lock(data: object, path: str) -> dict[str, str]:
 
 
 def pin_images(stack: StackConfig, lock: Mapping[str, str]) -> StackConfig:
-    """The stack with each model's ``image.ref`` that is a key of ``lock`` replaced by its pinned value.
+    """The stack with each model's ``image.ref`` (and its canary's ``image``) that is a key of ``lock`` replaced
+    by its pinned value.
 
     Models that build their image, and refs the lock lacks, are left as they are. The ref looked up is the one
     the model deploys, after ``imageRefOverride``.
     """
-    models = tuple(
-        dataclasses.replace(model, image=dataclasses.replace(model.image, ref=lock[model.image.ref]))
-        if model.image.ref is not None and model.image.ref in lock
-        else model
-        for model in stack.models
-    )
-    return dataclasses.replace(stack, models=models)
+
+    def pinned(model: ModelConfig) -> ModelConfig:
+        if model.image.ref is not None and model.image.ref in lock:
+            model = dataclasses.replace(model, image=dataclasses.replace(model.image, ref=lock[model.image.ref]))
+        canary = model.canary
+        if canary is not None and canary.image is not None and canary.image in lock:
+            model = dataclasses.replace(model, canary=dataclasses.replace(canary, image=lock[canary.image]))
+        return model
+
+    return dataclasses.replace(stack, models=tuple(pinned(m) for m in stack.models))

@@ -147,6 +147,7 @@ def parse_stack_config(
         monitoring=None if monitoring is INVALID else monitoring,
         has_hub_token=has_hub_token,
         has_registry_password=has_registry_password,
+        gateway=None if scope.values["gateway"] is INVALID else scope.values["gateway"],
     )
     for rule in STACK_RULES:
         for problem in rule(view):

@@ -17,6 +17,8 @@ from components.config.schema import (
     KEDA_ONLY,
     TMP_SIZE,
     Autoscaling,
+    CanaryConfig,
+    GatewayConfig,
     GpuPoolConfig,
     ImageBuildConfig,
     ImageConfig,
@@ -25,6 +27,7 @@ from components.config.schema import (
     ModelConfig,
     MonitoringConfig,
     Rollout,
+    RoutingConfig,
     ServiceConfig,
     Toleration,
 )
@@ -148,6 +151,21 @@ def toleration_value_needs_equal(toleration: Toleration, at: At) -> Iterator[Pro
         yield Problem(at.key("value"), "only applies to operator Equal (Exists tolerates any value)")
 
 
+def picker_has_a_pinned_image(routing: RoutingConfig, at: At) -> Iterator[Problem]:
+    if routing.mode != "inference-pool":
+        return
+    image = routing.picker.image
+    if image is None:
+        yield Problem(at.key("picker.image"), "is required with mode inference-pool (the endpoint picker's image)")
+    elif "@sha256:" not in image:
+        yield Problem(at.key("picker.image"), f"must be pinned by digest, <repository>@sha256:<64 hex> (got {image!r})")
+
+
+def canary_changes_something(canary: CanaryConfig, at: At) -> Iterator[Problem]:
+    if canary.image is None and canary.args is None and canary.model_revision is None:
+        yield Problem(at.path, "must set image, args or modelRevision: what the canary runs that the model does not")
+
+
 def replicas_or_autoscaling(model: ModelConfig, at: At) -> Iterator[Problem]:
     if model.autoscaling is not None and at.given("replicas"):
         yield Problem(at.key("replicas"), "conflicts with autoscaling: the autoscaler owns the replica count")
@@ -166,6 +184,35 @@ def metric_is_exported(model: ModelConfig, at: At) -> Iterator[Problem]:
             at.key("autoscaling.metric.name"),
             f"is not a metric engine {engine.name} exports (got {auto.metric.name!r}; e.g. {engine.queue_metric}, "
             f"{engine.running_metric}; config reference: Metrics)",
+        )
+
+
+def canary_needs_weighted_routes(model: ModelConfig, at: At) -> Iterator[Problem]:
+    """A Service balances over every pod it selects: only an HTTPRoute's weights split requests by share."""
+    canary = model.canary
+    if canary is None:
+        return
+    if model.routing.mode == "service":
+        yield Problem(
+            at.key("canary"),
+            "needs routing.mode gateway or inference-pool: the HTTPRoute's weights split requests between the "
+            "stable pods and the canary's",
+        )
+    unchanged = (
+        (canary.image is None or canary.image == model.image.ref)
+        and (canary.args is None or canary.args == model.args)
+        and (canary.model_revision is None or canary.model_revision == model.model_revision)
+    )
+    if unchanged and (canary.image, canary.args, canary.model_revision) != (None, None, None):
+        yield Problem(at.key("canary"), "runs what the model runs: its image, args and modelRevision are the model's")
+
+
+def service_behind_the_gateway(model: ModelConfig, at: At) -> Iterator[Problem]:
+    if model.routing.mode != "service" and model.service.type == "LoadBalancer":
+        yield Problem(
+            at.key("service.type"),
+            f"must be ClusterIP or NodePort with routing.mode {model.routing.mode}: requests enter through the "
+            "Gateway, and a LoadBalancer would bypass its routes",
         )
 
 
@@ -208,7 +255,7 @@ def cache_fits_ephemeral_storage(model: ModelConfig, at: At) -> Iterator[Problem
 
 def shared_cache_access_mode(model: ModelConfig, at: At) -> Iterator[Problem]:
     cache = model.cache
-    shared = model.max_replicas + model.rollout.max_surge > 1
+    shared = model.peak_pods > 1
     if cache.type == "pvc" and shared and cache.access_mode not in ("ReadWriteMany", "ReadOnlyMany"):
         yield Problem(
             at.key("modelCache.accessMode"),
@@ -226,8 +273,12 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
     Rollout: (rollout_can_start,),
     ServiceConfig: (source_ranges_need_a_load_balancer,),
     Toleration: (toleration_value_needs_equal,),
+    RoutingConfig: (picker_has_a_pinned_image,),
+    CanaryConfig: (canary_changes_something,),
     ModelConfig: (
         replicas_or_autoscaling,
+        canary_needs_weighted_routes,
+        service_behind_the_gateway,
         metric_is_exported,
         engine_gpus,
         gpus_cover_the_sizing,
@@ -249,6 +300,7 @@ class StackView:
     monitoring: MonitoringConfig | None
     has_hub_token: bool
     has_registry_password: bool
+    gateway: GatewayConfig | None = None
 
     def valid_models(self) -> Iterator[tuple[int, ModelConfig]]:
         return ((i, m) for i, m in enumerate(self.models) if m is not None)
@@ -331,13 +383,27 @@ def budget_covers_the_peak(stack: StackView) -> Iterator[Problem]:
     """At full scale and mid-rollout every model runs (max replicas + maxSurge) pods of its GPUs."""
     if stack.pool is None or stack.pool.gpu_budget is None or any(m is None for m in stack.models):
         return
+    budget = stack.pool.gpu_budget
     demand = sum(m.peak_gpus for _, m in stack.valid_models())
-    if demand > stack.pool.gpu_budget:
-        yield Problem(
-            "gpuPool.gpuBudget",
-            f"is too small: the models may run {demand} GPUs at peak "
-            f"((max replicas + maxSurge) × GPUs, summed) but the budget is {stack.pool.gpu_budget}",
-        )
+    if demand <= budget:
+        return
+    canaries = [(i, m, m.canary) for i, m in stack.valid_models() if m.canary is not None and m.resources.gpus]
+    stable = demand - sum((c.replicas + m.rollout.max_surge) * m.resources.gpus for _, m, c in canaries)
+    if canaries and stable <= budget:
+        # The models fit; their canaries do not: name the canaries, the change that broke the budget.
+        for i, m, canary in canaries:
+            yield Problem(
+                f"models[{i}].canary.replicas",
+                f"is more than gpuPool.gpuBudget {budget} holds: the canary's {canary.replicas} pod(s) + maxSurge "
+                f"{m.rollout.max_surge} of {m.resources.gpus} GPU(s) bring the stack's peak to {demand} GPUs "
+                f"({stable} without canaries)",
+            )
+        return
+    yield Problem(
+        "gpuPool.gpuBudget",
+        f"is too small: the models may run {demand} GPUs at peak ((max replicas + maxSurge, and a canary's "
+        f"replicas + maxSurge) × GPUs, summed) but the budget is {budget}",
+    )
 
 
 def keda_reads_the_scraped_metrics(stack: StackView) -> Iterator[Problem]:
@@ -374,6 +440,31 @@ def monitoring_leaves_the_pool_namespaces(stack: StackView) -> Iterator[Problem]
             yield Problem(f"models[{i}].namespace", f"must differ from gpuPool.dcgmExporter.namespace ({dcgm_ns!r})")
 
 
+def gateway_namespace_is_its_own(stack: StackView) -> Iterator[Problem]:
+    """A Gateway the stack creates lives in a namespace of its own: a model's holds only the model's objects."""
+    gateway = stack.gateway
+    if gateway is None or gateway.gateway_class_name is None:
+        return
+    valid = all(m is not None for m in stack.models)
+    if valid and not any(m.routing.mode != "service" for _, m in stack.valid_models()):
+        yield Problem(
+            "gateway.gatewayClassName",
+            "creates a Gateway no model uses: set a model's routing.mode to gateway or inference-pool",
+        )
+    for i, model in stack.valid_models():
+        if model.namespace == gateway.namespace:
+            yield Problem(f"models[{i}].namespace", f"must differ from gateway.namespace ({gateway.namespace!r})")
+    pool = stack.pool
+    taken = {
+        "gpuPool.devicePlugin.namespace": pool.device_plugin.namespace if pool and pool.device_plugin.enabled else None,
+        "gpuPool.dcgmExporter.namespace": pool.dcgm_exporter.namespace if pool and pool.dcgm_exporter.enabled else None,
+        "monitoring.namespace": stack.monitoring.namespace if stack.monitoring else None,
+    }
+    for name, ns in taken.items():
+        if ns == gateway.namespace:
+            yield Problem("gateway.namespace", f"must differ from {name} ({ns!r})")
+
+
 STACK_RULES: Sequence[Callable[[StackView], Iterator[Problem]]] = (
     keda_reads_the_scraped_metrics,
     monitoring_leaves_the_pool_namespaces,
@@ -382,4 +473,5 @@ STACK_RULES: Sequence[Callable[[StackView], Iterator[Problem]]] = (
     secrets_are_set,
     models_schedule_with_the_pool,
     budget_covers_the_peak,
+    gateway_namespace_is_its_own,
 )

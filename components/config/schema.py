@@ -7,6 +7,7 @@ component provider's input types (``provider/model_serving_types.py``) are gener
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 
 from components import sizing
 from components.config import derive
-from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Secret, computed, key
+from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived, Secret, computed, key
 from components.config.engines import ENGINES, GATEWAYS, Engine, EngineSpec
 from components.config.kinds import (
     DURATION,
@@ -359,12 +360,25 @@ class Rollout:
     )
 
 
+def _service_type(s: Any) -> str:
+    """Behind a gateway the Service is the route's backend only: nothing outside should bypass the routes."""
+    return "LoadBalancer" if s["routing"].mode == "service" else "ClusterIP"
+
+
+def _egress(s: Any) -> list[str]:
+    return ["0.0.0.0/0"] if s["model_dir"] is None else []
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
     """The model's Service and the NetworkPolicy admitting its port."""
 
     type_name: ClassVar[str] = "Service"
-    type: str = key(Choice(("LoadBalancer", "ClusterIP", "NodePort")), "LoadBalancer", "Service type")
+    type: str = key(
+        Choice(("LoadBalancer", "ClusterIP", "NodePort")),
+        Derived("`LoadBalancer`; `ClusterIP` when routing.mode is not `service`", lambda s: _service_type(s)),
+        "Service type",
+    )
     port: int = key(Int(1, 65535), 80, "Service port")
     annotations: Mapping[str, str] = key(StringMap(LABEL_KEY), {}, "e.g. an internal-load-balancer annotation")
     source_ranges: tuple[str, ...] = key(
@@ -373,7 +387,15 @@ class ServiceConfig:
     external_traffic_policy: str = key(Choice(("Local", "Cluster")), "Local", "`Local` keeps client IPs")
     session_affinity: str = key(Choice(("None", "ClientIP")), "None", "sticky clients")
     allow_from: tuple[str, ...] = key(
-        Strings("CIDRs", check_cidr), (), "NetworkPolicy sources admitted to the serving port (`[]`: anywhere)"
+        Strings("CIDRs", check_cidr),
+        (),
+        "NetworkPolicy sources admitted to the serving port (`[]`: anywhere; behind a gateway, only the gateway's "
+        "and the endpoint picker's pods)",
+    )
+    egress_to: tuple[str, ...] = key(
+        Strings("CIDRs", check_cidr),
+        Derived("`[0.0.0.0/0]` when the model downloads from the hub (no `modelDir`), else `[]`", lambda s: _egress(s)),
+        "where the pods may open HTTPS connections (the model hub); DNS is always allowed, nothing else is",
     )
 
 
@@ -393,6 +415,91 @@ class Toleration:
     effect: str = _key(Choice(TAINT_EFFECTS), REQUIRED, "the taint's effect")
 
 
+ROUTING_MODES = ("service", "gateway", "inference-pool")
+# The header the Inference Extension's body-based router sets from an OpenAI request's `model` field.
+MODEL_HEADER = "X-Gateway-Model-Name"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def check_revision(value: str) -> str | None:
+    if not COMMIT.match(value):
+        return f"must be a full commit hash, 40 lower-case hex digits (got {value!r})"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PickerScorers:
+    """Weights of the endpoint picker's scorers: each scores every pod, the weighted sum picks one (0: off)."""
+
+    queue: int = key(Int(0, 100), 2, "requests waiting on the pod (the engine's queue metric)")
+    kv_cache: int = key(Int(0, 100), 2, "the pod's KV-cache utilization (vLLM's `vllm:kv_cache_usage_perc`)")
+    prefix_cache: int = key(Int(0, 100), 3, "how much of the prompt's prefix the pod likely holds in its cache")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PickerConfig:
+    """The Inference Extension's endpoint picker (EPP) of an InferencePool: it chooses the pod for each request."""
+
+    type_name: ClassVar[str] = "EndpointPicker"
+    image: str | None = key(
+        ImageRef(),
+        None,
+        "the picker image (`registry.k8s.io/gateway-api-inference-extension/epp`), pinned by digest; required in "
+        "mode `inference-pool`",
+    )
+    replicas: int = key(Int(1, 10), 1, "picker pods (more than one elect a leader)")
+    cpu: str = key(Quantity(), "1", "CPU per picker pod (requests equal limits)")
+    memory: str = key(Quantity(), "1Gi", "memory per picker pod")
+    failure_mode: str = key(
+        Choice(("FailClose", "FailOpen")),
+        "FailClose",
+        "what the gateway does when the picker does not answer: refuse the request, or send it to any pod",
+    )
+    scorers: PickerScorers = key(Block(PickerScorers), EMPTY, "scorer weights")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutingConfig:
+    """How requests reach the model's pods (docs/load-balancing.md)."""
+
+    type_name: ClassVar[str] = "Routing"
+    mode: str = key(
+        Choice(ROUTING_MODES),
+        "service",
+        "`service`: the model's Service balances connections; `gateway`: an HTTPRoute on the stack's `gateway` "
+        "to the Service; `inference-pool`: an HTTPRoute to an InferencePool whose endpoint picker chooses a pod "
+        "per request from its queue and caches",
+    )
+    match: str = key(
+        Choice(("path", "header")),
+        "path",
+        f"`path`: requests under `path` (the prefix is stripped); `header`: requests whose `{MODEL_HEADER}` header "
+        "is the modelId (set from the body's `model` by the Inference Extension's body-based router)",
+    )
+    path: str = key(
+        Text("path prefix", pattern=re.compile(r"^/[A-Za-z0-9._~/-]*/$")),
+        Derived("`/<name>/`", lambda s: f"/{s['name']}/"),
+        "the path prefix routed to the model (match `path`); it ends in `/`",
+    )
+    picker: PickerConfig = key(Block(PickerConfig), EMPTY, "the endpoint picker (mode `inference-pool`)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryConfig:
+    """A second Deployment of the model running a new image, args or revision, taking ``weight`` % of requests."""
+
+    type_name: ClassVar[str] = "Canary"
+    weight: int = key(
+        Int(0, 100), REQUIRED, "the canary's share of requests in %; the stable pods take the rest (100: promoted)"
+    )
+    image: str | None = key(ImageRef(), None, "prebuilt image the canary runs", unset="the model's")
+    args: tuple[str, ...] | None = key(Strings(), None, "container args the canary runs", unset="the model's")
+    model_revision: str | None = key(
+        Text("commit", check=check_revision), None, "hub revision the canary serves", unset="the model's"
+    )
+    replicas: int = key(Int(1, 1000), 1, "canary pods (its GPUs count against gpuPool.gpuBudget)")
+
+
 # What the program sets on the server container: never patched, or never removed by a patch.
 PATCH_FIXED = ("name", "image")
 PATCH_KEPT = ("resources", "securityContext", "startupProbe", "readinessProbe", "livenessProbe")
@@ -409,6 +516,12 @@ class ModelConfig:
         Choice(tuple(ENGINES)), "server", "; ".join(f"`{name}`: {e.doc}" for name, e in ENGINES.items())
     )
     model_id: str = key(Text(), REQUIRED, "hub id of the model (`--model` for vLLM, `MODEL_ID` for the server)")
+    model_revision: str | None = key(
+        Text("commit", check=check_revision),
+        None,
+        "the hub commit the model is served at (`--revision` for vLLM, `MODEL_REVISION` for the server)",
+        unset="whatever the hub serves that day",
+    )
     model_dir: str | None = key(
         Text("absolute path", pattern=re.compile(r"^/[^\0]*$")),
         None,
@@ -445,6 +558,12 @@ class ModelConfig:
         (),
         "taints the pods tolerate; a GPU model's pods also tolerate gpuPool.taint, a CPU model's must not",
     )
+    routing: RoutingConfig = key(Block(RoutingConfig), EMPTY, "how requests reach the pods (docs/load-balancing.md)")
+    canary: CanaryConfig | None = key(
+        Block(CanaryConfig),
+        None,
+        "a canary Deployment taking a share of requests (routing.mode gateway or inference-pool)",
+    )
     service: ServiceConfig = key(Block(ServiceConfig), EMPTY, "the model's Service")
     # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the config does not
     # cover. null deletes a key; the policy pack still checks the result.
@@ -455,18 +574,51 @@ class ModelConfig:
         "name or image, nor remove resources, probes or the security context",
     )
 
+    # Not a config key: which of the model's Deployments this describes (:meth:`canary_track`).
+    track: str = "stable"
+
     @property
     def engine_spec(self) -> EngineSpec:
         return ENGINES[self.engine]
+
+    @property
+    def instance(self) -> str:
+        """The name of this track's Deployment, Service and PDB: the model's name, `<name>-canary` for the canary."""
+        return self.name if self.track == "stable" else f"{self.name}-{self.track}"
+
+    def canary_track(self) -> ModelConfig:
+        """The model as its canary runs it: the canary's image, args and revision, its fixed replica count, no
+        autoscaler and no canary of its own. Its objects are named by :attr:`instance`."""
+        canary = self.canary
+        if canary is None:
+            raise ValueError(f"model {self.name!r} has no canary")
+        return dataclasses.replace(
+            self,
+            track="canary",
+            image=self.image if canary.image is None else ImageConfig(ref=canary.image),
+            args=self.args if canary.args is None else canary.args,
+            model_revision=self.model_revision if canary.model_revision is None else canary.model_revision,
+            replicas=canary.replicas,
+            autoscaling=None,
+            canary=None,
+        )
 
     @property
     def max_replicas(self) -> int:
         return self.autoscaling.max_replicas if self.autoscaling else self.replicas
 
     @property
+    def peak_pods(self) -> int:
+        """Pods the model may run at once: every replica the autoscaler may run and the canary's, plus the pods
+        a rollout surges (each Deployment surges on its own)."""
+        surge = self.rollout.max_surge
+        canary = self.canary.replicas + surge if self.canary is not None else 0
+        return self.max_replicas + surge + canary
+
+    @property
     def peak_gpus(self) -> int:
-        """GPUs the model may hold at once: every replica the HPA may run, plus the pods a rollout surges."""
-        return (self.max_replicas + self.rollout.max_surge) * self.resources.gpus
+        """GPUs the model may hold at once: :attr:`peak_pods` of its GPUs each."""
+        return self.peak_pods * self.resources.gpus
 
     @property
     def min_replicas(self) -> int:
@@ -519,6 +671,32 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GatewayConfig:
+    """The Gateway (Gateway API) the models' HTTPRoutes attach to (routing.mode gateway or inference-pool)."""
+
+    type_name: ClassVar[str] = "Gateway"
+    name: str = key(DnsLabel(), "inference-gateway", "the Gateway's name")
+    namespace: str = key(
+        Text("DNS label", check=_stack_namespace), "gateway", "its namespace; its pods reach the models from there"
+    )
+    gateway_class_name: str | None = key(
+        Text(),
+        None,
+        "set: the stack creates the Gateway (and its namespace) with this GatewayClass, one HTTP listener admitting "
+        "routes from the stack's model namespaces",
+        unset="the Gateway exists already",
+    )
+    port: int = key(Int(1, 65535), 80, "the created Gateway's HTTP listener port")
+    proxy_namespace: str | None = key(
+        DnsLabel(),
+        None,
+        "where the gateway's proxy pods run, if not in its own namespace (e.g. `envoy-gateway-system`): the models' "
+        "NetworkPolicies admit requests from there",
+        unset="`namespace`",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class StackConfig:
     """Everything under the ``model-serving:`` config namespace but the secrets."""
 
@@ -554,6 +732,9 @@ class StackConfig:
         name="gpuPool",
     )
     monitoring: MonitoringConfig = key(Block(MonitoringConfig), EMPTY, "Prometheus monitoring and KEDA's Prometheus")
+    gateway: GatewayConfig = key(
+        Block(GatewayConfig), EMPTY, "the Gateway of models routed through one (docs/load-balancing.md)"
+    )
     image_ref_override: str | None = key(
         ImageRef(),
         None,
@@ -567,6 +748,11 @@ class StackConfig:
         uses GPUs, or the config asks for a Karpenter NodePool. Models get their scheduling from ``gpu_pool``
         either way."""
         return self.gpu_pool.karpenter is not None or any(m.resources.gpus > 0 for m in self.models)
+
+    @property
+    def routed_models(self) -> tuple[ModelConfig, ...]:
+        """The models whose HTTPRoutes attach to ``gateway``."""
+        return tuple(m for m in self.models if m.routing.mode != "service")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from .rules import (
     namespaces,
     networking,
     resources,
+    routing,
     security,
 )
 
@@ -32,6 +33,7 @@ def all_policies() -> list[Policy]:
         *metrics.POLICIES,
         *availability.POLICIES,
         *networking.POLICIES,
+        *routing.POLICIES,
         *namespaces.POLICIES,
         *exemptions.POLICIES,
     ]

@@ -12,18 +12,22 @@ from tests.project import Project
 
 
 def _only_llama(project: Project, stack: str, **changes: Any) -> list[dict[str, Any]]:
-    """The e2e stack's config under another stack name, with only its GPU model, changed as given."""
-    source = project.config("e2e")
+    """The e2e stack's config under another stack name, with only its GPU model, changed as given: served by its
+    Service, without the canary and the Gateway (the e2e stack's own, which another stack must not take over)."""
+    source = {k: v for k, v in project.config("e2e").items() if k != "gateway"}
     llama = copy.deepcopy(next(m for m in source["models"] if m["name"] == "llama"))
+    for routed in ("routing", "canary"):
+        llama.pop(routed, None)
+    llama["service"] = {"type": "LoadBalancer", "port": 80, "sourceRanges": ["127.0.0.0/8"]}
     llama.update(changes)
-    config = {**source, "namespace": stack, "models": [llama]}
+    config = {**source, "namespace": stack, "models": [llama], "gateway": None}
     project.stack_file(stack).write_text(project.stack_file("e2e").read_text())
     project.edit_config(stack, config)
     return [llama]
 
 
 def test_unschedulable_model_fails_in_bounded_time_naming_the_reason(e2e_project: Project, kube: Kube) -> None:
-    # 4 GPUs per pod: within the 4-GPU budget, but every node has 2, so the scheduler can never place it.
+    # 4 GPUs per pod: within the budget, but every node has 2, so the scheduler can never place it.
     _only_llama(
         e2e_project,
         "unschedulable",

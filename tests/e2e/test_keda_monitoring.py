@@ -29,6 +29,11 @@ CRDS = [
     "servicemonitors.monitoring.coreos.com",
     "podmonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
+    "inferencepools.inference.networking.k8s.io",
+    "inferenceobjectives.inference.networking.x-k8s.io",
+    "leaderworkersets.leaderworkerset.x-k8s.io",
 ]
 DCGM_NAMESPACE = "nvidia-dcgm-exporter"
 
@@ -66,6 +71,9 @@ def test_the_crds_from_the_go_modules_are_established(kube: Kube) -> None:
 def test_the_keda_model_has_a_scaled_object_and_no_hpa(deployed: Stack, kube: Kube) -> None:
     config = _config(deployed)
     for model in config.models:
+        if model.autoscaling is None:
+            assert not kube.items("hpa", model.namespace), model.name
+            continue
         if not model.keda:
             assert kube.items("hpa", model.namespace), model.name
             continue
@@ -172,7 +180,7 @@ def test_the_embeddings_model_moves_to_keda_and_may_scale_to_zero(deployed: Stac
 
 def test_destroy_removes_the_new_objects(deployed: Stack, kube: Kube) -> None:
     deployed.make("destroy")
-    for namespace in ("e2e-llama", "e2e-embeddings", DCGM_NAMESPACE):
+    for namespace in ("e2e-llama", "e2e-embeddings", "e2e-reranker", "e2e-gateway", DCGM_NAMESPACE):
         wait_until(f"namespace {namespace} to be gone", lambda ns=namespace: not kube.exists("namespace", ns))
     assert not kube.items("scaledobjects.keda.sh")
     assert not kube.items("servicemonitors.monitoring.coreos.com")

@@ -49,11 +49,19 @@ def test_up_creates_namespaces_with_pod_security(deployed: Stack, kube: Kube) ->
     assert plugin["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
+def _deployments(model: dict[str, Any]) -> set[str]:
+    """The Deployments of a model: its own, its canary's, and in mode inference-pool each pool's picker."""
+    tracks = [model["name"], *([f"{model['name']}-canary"] if "canary" in model else [])]
+    pickers = [f"{t}-epp" for t in tracks] if model.get("routing", {}).get("mode") == "inference-pool" else []
+    return {*tracks, *pickers}
+
+
 def test_every_deployment_is_available(deployed: Stack, kube: Kube) -> None:
-    for namespace in deployed.namespaces():
-        deployments = kube.items("deployments", namespace)
-        assert len(deployments) == 1, namespace
-        assert _available(deployments[0]), deployments[0]["status"]
+    for model in deployed.project.config(STACK)["models"]:
+        deployments = kube.items("deployments", f"e2e-{model['name']}")
+        assert {d["metadata"]["name"] for d in deployments} == _deployments(model)
+        for deployment in deployments:
+            assert _available(deployment), deployment["status"]
     plugin = kube.get("daemonset", "nvidia-device-plugin", "-n", "nvidia-device-plugin")["status"]
     assert plugin["numberReady"] == plugin["desiredNumberScheduled"] > 0
 
@@ -78,17 +86,22 @@ def test_gpu_pods_land_on_the_pool_with_whole_gpus(deployed: Stack, kube: Kube) 
             taints = {(t["key"], t["effect"]) for t in node["spec"].get("taints", [])}
             assert ("nvidia.com/gpu", "NoSchedule") in taints
     llama = _model(deployed, "llama")
-    assert gpu_pods == llama["autoscaling"]["minReplicas"]
+    assert gpu_pods == llama["autoscaling"]["minReplicas"] + llama["canary"].get("replicas", 1)
     assert config["gpuPool"]["gpuBudget"] == sum(
         int(n["status"]["allocatable"].get("nvidia.com/gpu", 0)) for n in nodes.values()
     )
 
 
 def test_load_balancers_have_the_exported_address(deployed: Stack, kube: Kube) -> None:
+    """A model in mode service has a LoadBalancer; a routed one a ClusterIP behind the Gateway."""
     outputs = deployed.outputs()
     for model in deployed.project.config(STACK)["models"]:
         namespace = f"e2e-{model['name']}"
         service = kube.get("service", model["name"], "-n", namespace)
+        if model.get("routing", {}).get("mode", "service") != "service":
+            assert service["spec"]["type"] == "ClusterIP"
+            assert outputs[f"{model['name']}_endpoint"] == f"http://{service['spec']['clusterIP']}:80"
+            continue
         assert service["spec"]["type"] == "LoadBalancer"
         assert service["spec"]["loadBalancerSourceRanges"] == model["service"]["sourceRanges"]
         ingress = service["status"]["loadBalancer"]["ingress"]
@@ -99,6 +112,10 @@ def test_load_balancers_have_the_exported_address(deployed: Stack, kube: Kube) -
 def test_autoscalers_budgets_policies_and_node_pool_are_accepted(deployed: Stack, kube: Kube) -> None:
     for model in deployed.project.config(STACK)["models"]:
         namespace = f"e2e-{model['name']}"
+        assert kube.items("networkpolicies", namespace), namespace
+        if "autoscaling" not in model:
+            assert not kube.items("hpa", namespace) and not kube.exists("pdb", model["name"], namespace)
+            continue
         if model["autoscaling"].get("driver") == "keda":  # a ScaledObject instead (test_keda_monitoring.py)
             scaled = kube.get("scaledobjects.keda.sh", model["name"], "-n", namespace)
             assert scaled["spec"]["minReplicaCount"] == model["autoscaling"]["minReplicas"]
@@ -107,7 +124,6 @@ def test_autoscalers_budgets_policies_and_node_pool_are_accepted(deployed: Stack
             assert hpa["spec"]["minReplicas"] == model["autoscaling"]["minReplicas"]
             assert hpa["spec"]["metrics"][0]["type"] == "Pods"
         assert kube.exists("pdb", model["name"], namespace)
-        assert kube.items("networkpolicies", namespace), namespace
     pool = kube.get("nodepools.karpenter.sh", "gpu")
     assert pool["spec"]["template"]["spec"]["taints"][0]["key"] == "nvidia.com/gpu"
 
@@ -138,7 +154,8 @@ def test_memory_and_env_changes_update_in_place_and_roll_out(deployed: Stack, ku
     deployed.project.edit_config(STACK, {"models": models})
     preview = json.loads(deployed.pulumi("preview", "--json").stdout)
     ops = {(s["urn"].rsplit("::", 1)[-1], s["op"]) for s in preview["steps"] if s["op"] != "same"}
-    assert ops == {("embeddings", "update"), ("llama", "update")}, ops
+    # The canary runs the model's env too.
+    assert ops == {("embeddings", "update"), ("llama", "update"), ("llama-canary", "update")}, ops
     deployed.make("up")
     memory = kube.get("deployment", "embeddings", "-n", "e2e-embeddings")["spec"]["template"]["spec"]
     assert memory["containers"][0]["resources"]["limits"]["memory"] == "5Gi"
@@ -148,16 +165,71 @@ def test_memory_and_env_changes_update_in_place_and_roll_out(deployed: Stack, ku
     assert gpu["spec"]["strategy"]["rollingUpdate"]["maxSurge"] in (0, "0", "0%")
     # Pulumi awaited the rollout: every pod runs the new template, on nodes holding exactly the budgeted GPUs.
     assert _available(gpu)
-    pods = kube.items("pods", "e2e-llama")
-    assert len(pods) == llama["autoscaling"]["minReplicas"]
+    pods = kube.items("pods", "e2e-llama", selector="app.kubernetes.io/name=llama")
+    assert len(pods) == llama["autoscaling"]["minReplicas"] + 1  # and the canary's
     for pod in pods:
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env["E2E_ROLL"] == "2"
 
 
+def _backends(kube: Kube, model: str) -> list[tuple[str, str, int]]:
+    route = kube.get("httproutes.gateway.networking.k8s.io", model, "-n", f"e2e-{model}")
+    (rule,) = route["spec"]["rules"]
+    return [(ref["kind"], ref["name"], ref["weight"]) for ref in rule["backendRefs"]]
+
+
+def test_routes_pools_and_pickers_are_what_the_server_accepted(deployed: Stack, kube: Kube) -> None:
+    gateway = kube.get("gateways.gateway.networking.k8s.io", "inference-gateway", "-n", "e2e-gateway")
+    (listener,) = gateway["spec"]["listeners"]
+    allowed = listener["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"][0]["values"]
+    assert allowed == ["e2e-embeddings", "e2e-llama"]
+    assert _backends(kube, "embeddings") == [("Service", "embeddings", 100)]
+    assert _backends(kube, "llama") == [("InferencePool", "llama", 90), ("InferencePool", "llama-canary", 10)]
+    assert not kube.exists("httproutes.gateway.networking.k8s.io", "reranker", "e2e-reranker")
+    for track in ("llama", "llama-canary"):
+        pool = kube.get("inferencepools.inference.networking.k8s.io", track, "-n", "e2e-llama")
+        assert pool["spec"]["endpointPickerRef"]["name"] == f"{track}-epp"
+        # The pool selects exactly the pods of its track's Deployment.
+        selector = ",".join(f"{k}={v}" for k, v in pool["spec"]["selector"]["matchLabels"].items())
+        pods = kube.items("pods", "e2e-llama", selector=selector)
+        owners = {p["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0] for p in pods}
+        assert pods and owners == {track}, owners
+
+
+def test_promoting_the_canary_then_removing_it_converges(deployed: Stack, kube: Kube) -> None:
+    config = deployed.project.config(STACK)
+    models = config["models"]
+    llama = next(m for m in models if m["name"] == "llama")
+    llama["canary"]["weight"] = 100
+    deployed.project.edit_config(STACK, {"models": models})
+    preview = json.loads(deployed.pulumi("preview", "--json").stdout)
+    ops = {(s["urn"].rsplit("::", 1)[-1], s["op"]) for s in preview["steps"] if s["op"] != "same"}
+    assert ops == {("llama", "update")}, ops  # the HTTPRoute alone: requests move, no pod does
+    assert [s["urn"].split("::")[-2].rsplit("$", 1)[-1] for s in preview["steps"] if s["op"] == "update"] == [
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+    ]
+    deployed.make("up")
+    assert _backends(kube, "llama") == [("InferencePool", "llama", 0), ("InferencePool", "llama-canary", 100)]
+    # Promotion done: the model serves the canary's revision, and the canary goes.
+    llama["modelRevision"] = llama.pop("canary")["modelRevision"]
+    deployed.project.edit_config(STACK, {"models": models})
+    deployed.make("up")
+    assert _backends(kube, "llama") == [("InferencePool", "llama", 100)]
+    for kind in ("deployments", "services", "inferencepools.inference.networking.k8s.io", "roles", "serviceaccounts"):
+        left = [i["metadata"]["name"] for i in kube.items(kind, "e2e-llama") if "canary" in i["metadata"]["name"]]
+        assert left == [], (kind, left)
+    wait_until(
+        "the canary's pods to be gone",
+        lambda: not kube.items("pods", "e2e-llama", selector="app.kubernetes.io/instance=llama-canary"),
+        timeout=60,
+    )
+    args = kube.get("deployment", "llama", "-n", "e2e-llama")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--revision") + 1] == llama["modelRevision"]
+
+
 def test_destroy_leaves_nothing(deployed: Stack, kube: Kube) -> None:
     deployed.make("destroy")
-    for namespace in [*deployed.namespaces(), "nvidia-device-plugin"]:
+    for namespace in [*deployed.namespaces(), "nvidia-device-plugin", "e2e-gateway"]:
         wait_until(f"namespace {namespace} to be gone", lambda ns=namespace: not kube.exists("namespace", ns))
     assert not kube.exists("nodepools.karpenter.sh", "gpu")
     assert not kube.exists("runtimeclass", "nvidia")

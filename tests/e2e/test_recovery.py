@@ -9,6 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from components import plans, specs
+from components.config import SECRET_KEYS, parse_stack_config
 from tests.e2e.conftest import Kube, new_stack, wait_until
 from tests.project import Project, restore_sigint
 
@@ -24,6 +26,24 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
             if item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default":
                 continue  # every namespace's own
             found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
+    return found
+
+
+def _planned(project: Project) -> dict[str, list[str]]:
+    """What the program registers for each model of the project's e2e stack, by kind: `namespace/name`."""
+    raw = {k: v for k, v in project.config("e2e").items() if k not in SECRET_KEYS}
+    stack = parse_stack_config(raw, has_hub_token=True)
+    scheduling = specs.gpu_scheduling(stack.gpu_pool)
+    found: dict[str, list[str]] = {}
+    for model in stack.models:
+        steps = [
+            *plans.model_deployment(model, "image", scheduling, "token"),
+            *plans.load_balanced_service(model, stack.monitoring, stack.gateway),
+            *plans.autoscaler(model, stack.monitoring),
+            *(plans.model_routing(model, stack.gateway, stack.monitoring) if model.routing.mode != "service" else []),
+        ]
+        for step in steps:
+            found.setdefault(step.obj["kind"], []).append(f"{model.namespace}/{step.obj['metadata']['name']}")
     return found
 
 
@@ -76,12 +96,12 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
     stack.make("preview", "PREVIEW_ARGS=--expect-no-changes")
 
     objects = _objects(kube, stack.namespaces())
-    # Each model's autoscaler is an HPA or (driver keda) a ScaledObject.
-    objects["autoscaler"] = objects.pop("HorizontalPodAutoscaler", []) + objects.pop("ScaledObject", [])
-    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "autoscaler"):
-        assert sorted(objects[kind]) == sorted(f"{ns}/{ns.removeprefix('e2e-')}" for ns in stack.namespaces()), kind
-    # One rollout per model: nothing was created twice.
-    assert len(objects["ReplicaSet"]) == len(stack.namespaces()), objects["ReplicaSet"]
+    expected = _planned(e2e_project)
+    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        assert sorted(objects.get(kind, [])) == sorted(expected.get(kind, [])), kind
+    assert sorted(objects.get("ScaledObject", [])) == sorted(expected.get("ScaledObject", []))
+    # One rollout per Deployment: nothing was created twice.
+    assert len(objects["ReplicaSet"]) == len(expected["Deployment"]), objects["ReplicaSet"]
     resources = stack.export()["deployment"]["resources"]
     urns = [r["urn"] for r in resources]
     assert len(urns) == len(set(urns))

@@ -102,8 +102,8 @@ def test_inputs_are_the_stack_config_keys(schema: dict[str, Any], top: type) -> 
     """The provider's input types are generated from the config schema: one type per config object, its keys."""
     for cls in _objects(top):
         expected = set(top_names(cls))
-        if cls is ModelConfig:  # one entry of models, the pool it runs on, and the stack's secrets
-            expected |= {"gpuPool", "monitoring", *SECRET_KEYS}
+        if cls is ModelConfig:  # one entry of models, the pool it runs on, the gateway, and the stack's secrets
+            expected |= {"gpuPool", "monitoring", "gateway", *SECRET_KEYS}
         assert set(_inputs(schema, cls)) == expected, type_name(cls)
         for head, tails in nested(cls).items():  # nodeClassRef, registry
             assert set(_type(schema, head[0].upper() + head[1:])["properties"]) == set(tails)

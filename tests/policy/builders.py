@@ -326,6 +326,13 @@ TYPES = {
     "ServiceMonitor": "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
     "PodMonitor": "kubernetes:monitoring.coreos.com/v1:PodMonitor",
     "PrometheusRule": "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+    "Gateway": "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+    "HTTPRoute": "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+    "InferencePool": "kubernetes:inference.networking.k8s.io/v1:InferencePool",
+    "ServiceAccount": "kubernetes:core/v1:ServiceAccount",
+    "Role": "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    "RoleBinding": "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+    "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
 }
 
 

@@ -56,6 +56,9 @@ EXPECTED_RULES = {
     "service-selector",
     "no-default-namespace",
     "scraped-metrics",
+    "route-backends",
+    "inference-pool-selector",
+    "inference-pool-metrics",
     "exempted-resources",
 }
 
@@ -276,6 +279,9 @@ def test_stack_policies_are_stack_policies() -> None:
         "scraped-metrics",
         "workload-availability",
         "service-selector",
+        "route-backends",
+        "inference-pool-selector",
+        "inference-pool-metrics",
         "exempted-resources",
     }
     assert all(isinstance(p, ResourceValidationPolicy) for p in all_policies() if not kinds[p.name])

@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 from tests.harness import ROOT
+from tests.unit.mocking import typed
 
 
 def _nodes_module() -> ModuleType:
@@ -25,11 +26,13 @@ nodes = _nodes_module()
 
 @pytest.mark.parametrize("per_node", [1, 2, 3])
 def test_gpu_nodes_add_up_to_the_budget_and_carry_the_pool_labels_and_taint(per_node: int) -> None:
+    budget = typed("e2e").gpu_pool.gpu_budget
+    assert budget is not None
     made = nodes.stack_nodes("e2e", per_node, 2)
     gpu = [n for n in made if "nvidia.com/gpu" in n["status"]["allocatable"]]
     cpu = [n for n in made if n not in gpu]
-    assert sum(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in gpu) == 4  # stacks/Pulumi.e2e.yaml
-    assert max(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in gpu) == min(per_node, 4)
+    assert sum(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in gpu) == budget
+    assert max(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in gpu) == min(per_node, budget)
     for n in gpu:
         assert n["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
         assert n["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]

@@ -182,7 +182,14 @@ MISTAKES = [
         "e2e",
         {"gpuPool.gpuBudget": 3},
         "gpuPool.gpuBudget",
-        also=("4 GPUs at peak",),
+        also=("5 GPUs at peak",),  # llama's 4 replicas and its canary's 1
+    ),
+    Mistake(
+        "e2e-canary-over-the-budget",
+        "e2e",
+        {"gpuPool.gpuBudget": 4},
+        "models[0].canary.replicas",
+        also=("is more than gpuPool.gpuBudget 4 holds", "4 without canaries"),
     ),
     Mistake(
         "gpu-budget-too-small-with-surge",

@@ -90,9 +90,26 @@ def test_the_service_port_is_independent_of_the_container_port() -> None:
 def test_the_network_policy_admits_only_the_serving_port(m: ModelConfig) -> None:
     policy = specs.network_policy(m, OFF)
     assert policy["metadata"]["namespace"] == m.namespace
-    assert policy["spec"]["podSelector"] == {"matchLabels": specs.selector_labels(m)}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # Every pod of the model: a canary's too.
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": m.name}}
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": m.port}]}]
+
+
+@pytest.mark.parametrize("m", [LLAMA, MINILM], ids=lambda m: m.name)
+def test_egress_is_dns_and_the_hub_only_for_models_that_download(m: ModelConfig) -> None:
+    egress = specs.network_policy(m, OFF)["spec"]["egress"]
+    assert egress[0]["to"] == [specs.DNS_PEER]
+    assert {p["port"] for p in egress[0]["ports"]} == {53}
+    if m.model_dir is None:  # vLLM downloads its weights from the hub
+        assert egress[1:] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
+    else:  # the server's image holds the model
+        assert egress[1:] == []
+
+
+def test_egress_to_narrows_the_hub() -> None:
+    m = _minilm({"egressTo": ["203.0.113.0/24"]})
+    assert specs.network_policy(m, OFF)["spec"]["egress"][1]["to"] == [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
 
 
 def test_the_network_policy_follows_a_changed_container_port() -> None:

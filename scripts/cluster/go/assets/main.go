@@ -4,9 +4,11 @@
 //	cluster-assets stages   kwok's Stage objects: nodes initialize and keep a lease; pods become Ready,
 //	                        complete and are deleted (what a kubelet would report)
 //	cluster-assets crds     the CRDs the stacks register objects of: Karpenter's (NodePool, NodeClaim, ...) from
-//	                        the package that embeds them; KEDA's ScaledObject and prometheus-operator's
-//	                        ServiceMonitor, PodMonitor and PrometheusRule generated from their API types at build
-//	                        time (crdgen, controller-tools) and embedded here
+//	                        the package that embeds them; KEDA's ScaledObject, prometheus-operator's
+//	                        ServiceMonitor, PodMonitor and PrometheusRule, Gateway API's GatewayClass, Gateway and
+//	                        HTTPRoute, the Inference Extension's InferencePool and InferenceObjective, and
+//	                        LeaderWorkerSet generated from their API types at build time (crdgen,
+//	                        controller-tools) and embedded here
 //	cluster-assets promql   reads one PromQL expression a line on stdin; writes one JSON object a line,
 //	                        {"query", "metrics"} (the metric names it selects) or {"query", "error"}; exit 1 when
 //	                        any does not parse

@@ -5,25 +5,30 @@
 //
 // writes one <group>_<plural>.yaml per kind below into DIR. It loads the API packages with go/packages, so it runs
 // inside a module that requires them (scripts/install-k8s runs it in cluster-assets' wrapper module, whose build
-// then embeds DIR).
+// then embeds DIR). Each CRD has the one version its package declares (served and storage), with the CEL rules
+// (x-kubernetes-validations) of the types' +kubebuilder:validation:XValidation markers.
 package main
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"golang.org/x/tools/go/packages"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-tools/pkg/crd"
 	crdmarkers "sigs.k8s.io/controller-tools/pkg/crd/markers"
 	"sigs.k8s.io/controller-tools/pkg/loader"
 	"sigs.k8s.io/controller-tools/pkg/markers"
+	inferenceversion "sigs.k8s.io/gateway-api-inference-extension/version"
+	gatewayconsts "sigs.k8s.io/gateway-api/pkg/consts"
 	"sigs.k8s.io/yaml"
 )
 
-// The kinds the stacks register, by the package declaring them.
+// The kinds the stacks register, by the package declaring them (only that package's version is generated).
 var kinds = map[string][]schema.GroupKind{
 	// KEDA: a model with autoscaling.driver keda.
 	"github.com/kedacore/keda/v2/apis/keda/v1alpha1": {{Group: "keda.sh", Kind: "ScaledObject"}},
@@ -33,6 +38,34 @@ var kinds = map[string][]schema.GroupKind{
 		{Group: "monitoring.coreos.com", Kind: "PodMonitor"},
 		{Group: "monitoring.coreos.com", Kind: "PrometheusRule"},
 	},
+	// Gateway API v1, standard channel (gatewayStandard): the gateway and routes in front of the model servers.
+	"sigs.k8s.io/gateway-api/apis/v1": {
+		{Group: gatewayGroup, Kind: "GatewayClass"},
+		{Group: gatewayGroup, Kind: "Gateway"},
+		{Group: gatewayGroup, Kind: "HTTPRoute"},
+	},
+	// Gateway API Inference Extension: the InferencePool an HTTPRoute sends to (through its endpoint picker), and
+	// the InferenceObjective (request priority) the endpoint picker watches.
+	"sigs.k8s.io/gateway-api-inference-extension/api/v1": {{Group: "inference.networking.k8s.io", Kind: "InferencePool"}},
+	"sigs.k8s.io/gateway-api-inference-extension/apix/v1alpha2": {
+		{Group: "inference.networking.x-k8s.io", Kind: "InferenceObjective"},
+	},
+	// LeaderWorkerSet: multi-host model servers (one leader and its workers per replica).
+	"sigs.k8s.io/lws/api/leaderworkerset/v1": {{Group: "leaderworkerset.x-k8s.io", Kind: "LeaderWorkerSet"}},
+}
+
+const gatewayGroup = "gateway.networking.k8s.io"
+
+// The annotations each project's own generator puts on its CRDs. Groups under k8s.io need the API approval one, or
+// the API server refuses the CRD (InferencePool has it from a marker).
+var annotations = map[string]map[string]string{
+	gatewayGroup: {
+		gatewayconsts.BundleVersionAnnotation:     gatewayconsts.BundleVersion,
+		gatewayconsts.ChannelAnnotation:           "standard",
+		apiextensionsv1.KubeAPIApprovedAnnotation: gatewayconsts.ApprovalLink,
+	},
+	"inference.networking.k8s.io":   {inferenceversion.BundleVersionAnnotation: inferenceversion.BundleVersion},
+	"inference.networking.x-k8s.io": {inferenceversion.BundleVersionAnnotation: inferenceversion.BundleVersion},
 }
 
 func main() {
@@ -59,10 +92,13 @@ func generate(dir string) error {
 	if err := crdmarkers.Register(registry); err != nil {
 		return err
 	}
-	// The generator's own settings (controller-gen crd:crdVersions=v1): descriptions kept, no float fields.
+	// The generator's own settings (controller-gen crd:crdVersions=v1): descriptions kept, no float fields; and
+	// generateEmbeddedObjectMeta, as LeaderWorkerSet's generator has it: the schema of the pod templates' metadata
+	// (without it the API server would prune their labels and annotations; no other kind here embeds ObjectMeta).
 	parser := &crd.Parser{
-		Collector: &markers.Collector{Registry: registry},
-		Checker:   &loader.TypeChecker{NodeFilters: []loader.NodeFilter{crd.Generator{}.CheckFilter()}},
+		Collector:                  &markers.Collector{Registry: registry},
+		Checker:                    &loader.TypeChecker{NodeFilters: []loader.NodeFilter{crd.Generator{}.CheckFilter()}},
+		GenerateEmbeddedObjectMeta: true,
 	}
 	crd.AddKnownTypes(parser)
 	for _, root := range roots {
@@ -98,6 +134,21 @@ func render(parser *crd.Parser, gk schema.GroupKind) (string, []byte, error) {
 		return "", nil, fmt.Errorf("no CRD generated for %s", gk)
 	}
 	crd.FixTopLevelMetadata(generated)
+	if extra := annotations[gk.Group]; extra != nil {
+		if generated.Annotations == nil {
+			generated.Annotations = map[string]string{}
+		}
+		for k, v := range extra {
+			generated.Annotations[k] = v
+		}
+	}
+	if gk.Group == gatewayGroup {
+		for _, version := range generated.Spec.Versions {
+			if err := gatewayStandard(version.Schema.OpenAPIV3Schema.Properties, gk.Kind); err != nil {
+				return "", nil, fmt.Errorf("%s: %w", gk, err)
+			}
+		}
+	}
 	converted, err := crd.AsVersion(generated, apiextensionsv1.SchemeGroupVersion)
 	if err != nil {
 		return "", nil, err
@@ -117,4 +168,98 @@ func render(parser *crd.Parser, gk schema.GroupKind) (string, []byte, error) {
 	}
 	out, err = yaml.Marshal(obj)
 	return fmt.Sprintf("%s_%s.yaml", generated.Spec.Group, generated.Spec.Names.Plural), out, err
+}
+
+// Gateway API's types carry <gateway:...> tags in their comments, past what controller-tools' markers express; its
+// own generator (tools/generator, a module of its own) applies them to the schema. controller-tools leaves them in
+// the descriptions; gatewayStandard applies them for the standard channel, as that generator does:
+//   - <gateway:experimental>: the field is experimental-channel only and is dropped;
+//   - <gateway:standard:validation:XValidation:message="...",rule="..."> (and :Enum=a;b, :Pattern=`...`): a CEL rule
+//     (enum, pattern) of the standard channel only; the experimental channel's are ignored;
+//   - <gateway:validateIPAddress>: the address list's items are IP addresses when their type is IPAddress;
+//   - <gateway:experimental:description> and <gateway:util:excludeFromCRD> blocks are dropped from descriptions.
+var (
+	gatewayValidation = "<gateway:standard:validation:"
+	gatewayEnum       = regexp.MustCompile(`<gateway:standard:validation:Enum=([A-Za-z;]*)>`)
+	gatewayCEL        = regexp.MustCompile(`<gateway:standard:validation:XValidation:message="([^"]*)",rule="([^"]*)">`)
+	gatewayPattern    = regexp.MustCompile("<gateway:standard:validation:Pattern=`([^`]*)`")
+	gatewayExpDesc    = regexp.MustCompile(`\n*<gateway:experimental:description>(?s:.*?)</gateway:experimental:description>\n*`)
+	gatewayExclude    = regexp.MustCompile(`\n*<gateway:util:excludeFromCRD>(?s:.*?)</gateway:util:excludeFromCRD>\n*`)
+	gatewayTag        = regexp.MustCompile(`<gateway:.*>`)
+	extraNewlines     = regexp.MustCompile(`\n\n\n+`)
+)
+
+func gatewayStandard(props map[string]apiextensionsv1.JSONSchemaProps, path string) error {
+	for name, prop := range props {
+		p, keep, err := gatewayProp(prop, path+"."+name)
+		if err != nil {
+			return err
+		}
+		if keep {
+			props[name] = p
+		} else {
+			delete(props, name)
+		}
+	}
+	return nil
+}
+
+func gatewayProp(p apiextensionsv1.JSONSchemaProps, path string) (apiextensionsv1.JSONSchemaProps, bool, error) {
+	desc := p.Description
+	if strings.Contains(desc, "<gateway:experimental>") {
+		return p, false, nil
+	}
+	if strings.Contains(desc, "<gateway:validateIPAddress>") {
+		if p.Items == nil || p.Items.Schema == nil {
+			return p, false, fmt.Errorf("%s: <gateway:validateIPAddress> on a field that is not a list", path)
+		}
+		ipAddress := []apiextensionsv1.JSON{{Raw: []byte(`"IPAddress"`)}}
+		p.Items.Schema.OneOf = []apiextensionsv1.JSONSchemaProps{
+			{Properties: map[string]apiextensionsv1.JSONSchemaProps{
+				"type":  {Enum: ipAddress},
+				"value": {AnyOf: []apiextensionsv1.JSONSchemaProps{{Format: "ipv4"}, {Format: "ipv6"}}},
+			}},
+			{Properties: map[string]apiextensionsv1.JSONSchemaProps{
+				"type": {Not: &apiextensionsv1.JSONSchemaProps{Enum: ipAddress}},
+			}},
+		}
+	}
+	applied := 0
+	for _, m := range gatewayEnum.FindAllStringSubmatch(desc, -1) {
+		p.Enum = nil
+		for v := range strings.SplitSeq(m[1], ";") {
+			p.Enum = append(p.Enum, apiextensionsv1.JSON{Raw: []byte(`"` + v + `"`)})
+		}
+		applied++
+	}
+	for _, m := range gatewayCEL.FindAllStringSubmatch(desc, -1) {
+		p.XValidations = append(p.XValidations, apiextensionsv1.ValidationRule{Message: m[1], Rule: m[2]})
+		applied++
+	}
+	if m := gatewayPattern.FindAllStringSubmatch(desc, -1); len(m) == 1 && p.Pattern == "" {
+		p.Pattern = m[0][1]
+		applied++
+	}
+	if n := strings.Count(desc, gatewayValidation); applied != n {
+		return p, false, fmt.Errorf("%s: %d of %d standard-channel validation tags understood", path, applied, n)
+	}
+	desc = gatewayExpDesc.ReplaceAllString(desc, "\n\n")
+	desc = gatewayExclude.ReplaceAllString(desc, "\n\n\n")
+	desc = gatewayTag.ReplaceAllLiteralString(desc, "")
+	p.Description = strings.Trim(extraNewlines.ReplaceAllString(desc, "\n\n\n"), "\n")
+	if len(p.Properties) > 0 {
+		if err := gatewayStandard(p.Properties, path); err != nil {
+			return p, false, err
+		}
+	} else if p.Items != nil && p.Items.Schema != nil {
+		item, keep, err := gatewayProp(*p.Items.Schema, path+"[]")
+		if err != nil {
+			return p, false, err
+		}
+		if !keep {
+			return p, false, fmt.Errorf("%s: list items marked experimental", path)
+		}
+		p.Items.Schema = &item
+	}
+	return p, true, nil
 }
