@@ -187,8 +187,10 @@ cluster-down:
 cluster-status:
 	scripts/local-cluster status
 
-# Against a cluster it starts and stops itself; one already running (make cluster-up) is used and left running.
+# Against a cluster it starts and stops itself; one already running (make cluster-up) is used (its CRDs and fake nodes
+# brought up to date) and left running.
 e2e: venv pulumi k8s
-	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; scripts/local-cluster up; fi; \
+	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; fi; \
+	scripts/local-cluster up || { if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit 1; }; \
 	status=0; $(BIN)/pytest tests/e2e || status=$$?; \
 	if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit $$status

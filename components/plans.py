@@ -63,8 +63,9 @@ def deployment_timeout(model: ModelConfig) -> str:
 def model_deployment(
     model: ModelConfig, image: Any, scheduling: specs.GpuScheduling, hub_token: Any, canary_image: Any = None
 ) -> list[Step]:
-    """ServiceAccount, hub-token Secret, cache claim, then the Deployment; a PDB; the canary's Deployment (and its
-    PDB) beside them. ``hub_token``: a secret Output; ``canary_image``: the canary's image (default ``image``)."""
+    """ServiceAccount, hub-token Secret, cache claim, the prestage Job, then the Deployment (a LeaderWorkerSet for
+    a multi-node model); a PDB; the canary's Deployment (and its PDB) beside them. ``hub_token``: a secret Output;
+    ``canary_image``: the canary's image (default ``image``)."""
     steps = [Step("service-account", specs.service_account(model))]
     if model.hub_token:
         if hub_token is None:
@@ -73,12 +74,16 @@ def model_deployment(
     claim = specs.model_cache_claim(model)
     if claim is not None:
         steps.append(Step("cache-claim", claim))
+    job = specs.prestage_job(model, image)
+    if job is not None:  # the rollout waits for the weights (Pulumi awaits the Job's completion)
+        after = tuple(step.name for step in steps)
+        steps.append(Step("prestage", job, after=after, timeout=f"{model.cache.prestage_deadline_seconds + 300}s"))
     needed = tuple(step.name for step in steps)
     tracks = [(model, image, "")]
     if model.canary is not None:
         tracks.append((model.canary_track(), image if canary_image is None else canary_image, "canary-"))
     for track, track_image, prefix in tracks:
-        deployment = specs.deployment(track, track_image, scheduling)
+        deployment = specs.workload(track, track_image, scheduling)
         steps.append(Step(f"{prefix}deployment", deployment, after=needed, timeout=deployment_timeout(track)))
         budget = specs.disruption_budget(track)
         if budget is not None:

@@ -3,7 +3,9 @@
 Pure functions, standard library only. Given a model architecture, a weight
 dtype, the context length, the number of concurrent sequences and the GPU
 memory, :func:`size_model` picks the smallest valid tensor-parallel size and
-reports whether the model fits, and why not when it does not.
+reports whether the model fits, and why not when it does not. Given the GPUs
+of one node (``gpus_per_node``), a model too big for one node is split over
+several with pipeline parallelism, as vLLM runs multi-node.
 
 Memory model (per replica; every figure is in bytes)
 -----------------------------------------------------
@@ -27,7 +29,7 @@ Memory model (per replica; every figure is in bytes)
     ``max_model_len`` of cache; this figure is what serving ``max_num_seqs``
     full-length sequences at once, without preemption, needs.
 
-``overhead_bytes`` (per GPU, then times ``tp``)
+``overhead_bytes`` (per GPU, then summed over the replica's GPUs)
     vLLM sizes its KV cache by profiling: of ``gpu_memory_bytes *
     gpu_memory_utilization`` it subtracts the weights, the peak activation
     memory of a dummy forward pass at the batched-token budget, and the
@@ -42,8 +44,9 @@ Memory model (per replica; every figure is in bytes)
     * ``OVERHEAD_WEIGHT_FRACTION`` (5 %) of the GPU's weight shard:
       activation and workspace buffers grow with the hidden and MLP sizes,
       and so do the weights; this also covers quantisation metadata;
-    * ``OVERHEAD_TP_COMM_BYTES`` (512 MiB) when ``tp > 1``: NCCL communicator
-      buffers and vLLM's custom all-reduce buffers.
+    * ``OVERHEAD_TP_COMM_BYTES`` (512 MiB) when the replica has more than one
+      GPU (``tp * pp > 1``): NCCL communicator buffers and vLLM's custom
+      all-reduce buffers (or, across nodes, pipeline send/receive buffers).
 
     Like vLLM, everything must fit inside the utilisation budget; the
     ``1 - gpu_memory_utilization`` remainder is left as a safety margin.
@@ -55,12 +58,32 @@ it fits when ``per_gpu_bytes <= usable_bytes_per_gpu``, where
 
 Tensor-parallel size: a power of two that divides ``heads``, and either is
 divided by ``kv_heads`` or divides it (vLLM's condition for sharding or
-replicating KV heads). The smallest such size up to ``max_gpus`` that fits is
-chosen. One replica uses ``tp`` GPUs on one node; pipeline parallelism is
-not modelled.
+replicating KV heads). The smallest such size up to ``max_gpus`` (and, when
+``gpus_per_node`` is given, up to ``gpus_per_node``) that fits is chosen; the
+replica then uses ``tp`` GPUs on one node.
+
+More than one node (only when ``gpus_per_node`` is given)
+---------------------------------------------------------
+When no size fits on one node, vLLM's multi-node layout is used: tensor
+parallel within a node, pipeline parallel across nodes. ``tp`` is the largest
+valid size up to ``min(max_gpus, gpus_per_node)`` and the pipeline-parallel
+size ``pp`` (= nodes per replica, one stage per node) is the smallest of
+2, 3, ... ``max_nodes`` (and at most ``layers``) that fits. A stage holds
+``layers // pp`` or ``layers // pp + 1`` layers; the busiest one, with
+``stage_layers = ceil(layers / pp)``, decides the fit:
+``weights_per_gpu = ceil(weights * stage_layers / layers / tp)`` and
+``kv_per_gpu`` is the KV cache of ``stage_layers`` layers with ``kv_heads /
+tp`` heads (one replicated head when ``tp > kv_heads``). The overhead model
+is the same, on the stage's weight shard. Embeddings and ``lm_head`` sit on
+the first and last stages in vLLM; the 5 % weight overhead absorbs them. An
+explicit ``gpus`` larger than ``gpus_per_node`` means ``tp = gpus_per_node``
+and ``pp = gpus / gpus_per_node``.
 
 Pod recommendations
 -------------------
+Pod recommendations are per pod; with pipeline parallelism a replica has one
+pod per node, each running ``tp`` GPUs.
+
 ``shm_bytes = SHM_BYTES_PER_GPU * tp`` (1 GiB per GPU)
     vLLM's worker processes exchange data through ``/dev/shm`` (PyTorch
     multiprocessing, vLLM's shared-memory broadcast queue, NCCL's SHM
@@ -71,9 +94,10 @@ Pod recommendations
 ``host_memory_bytes`` (rounded up to a whole GiB)
     ``HOST_BASE_BYTES`` (4 GiB: API server, tokenizer, engine process)
     ``+ HOST_BYTES_PER_GPU * tp`` (2 GiB per GPU worker: CUDA/PyTorch
-    runtime, pinned staging buffers) ``+ ceil(weights / tp)`` (safetensors
-    are read through mmap: the page cache of the shard being streamed is
-    charged to the pod's cgroup; the rest is clean, reclaimable cache)
+    runtime, pinned staging buffers) ``+ weights_per_gpu`` (``ceil(weights /
+    tp)`` on one node; safetensors are read through mmap: the page cache of
+    the shard being streamed is charged to the pod's cgroup; the rest is
+    clean, reclaimable cache)
     ``+ shm_bytes``.
 """
 
@@ -253,6 +277,12 @@ class SizingRequest:
     :func:`min_gpus_for_weights` call it. Dtypes are case-insensitive and
     accept ``bfloat16``-style aliases; :attr:`weight_dtype` and
     :attr:`effective_kv_cache_dtype` give the canonical names.
+
+    ``max_gpus`` caps the tensor-parallel size. ``gpus_per_node`` is the GPUs
+    of one node: ``None`` sizes for one node of ``max_gpus`` GPUs and never
+    splits; otherwise a model too big for one node is split over up to
+    ``max_nodes`` nodes with pipeline parallelism (``max_nodes`` is ignored
+    when ``gpus_per_node`` is ``None``).
     """
 
     architecture: ModelArchitecture
@@ -264,6 +294,8 @@ class SizingRequest:
     gpu_memory_utilization: float = 0.9
     gpus: int | None = None
     max_gpus: int = 8
+    gpus_per_node: int | None = None
+    max_nodes: int = 8
 
     def validate(self) -> None:
         """Raise :class:`SizingError`, naming the field, on an invalid value."""
@@ -276,8 +308,10 @@ class SizingRequest:
         _normalize_dtype("dtype", self.dtype)
         if self.kv_cache_dtype is not None:
             _normalize_dtype("kv_cache_dtype", self.kv_cache_dtype)
-        for name in ("max_model_len", "max_num_seqs", "gpu_memory_bytes", "max_gpus"):
+        for name in ("max_model_len", "max_num_seqs", "gpu_memory_bytes", "max_gpus", "max_nodes"):
             _check_positive_int(name, getattr(self, name))
+        if self.gpus_per_node is not None:
+            _check_positive_int("gpus_per_node", self.gpus_per_node)
         utilization: object = self.gpu_memory_utilization
         if isinstance(utilization, bool) or not isinstance(utilization, int | float) or not 0 < utilization <= 1:
             raise SizingError(
@@ -286,7 +320,9 @@ class SizingRequest:
             )
         if self.gpus is not None:
             _check_positive_int("gpus", self.gpus)
-            if not is_valid_tensor_parallel_size(self.architecture, self.gpus):
+            if self.gpus_per_node is not None and self.gpus > self.gpus_per_node:
+                self._validate_multi_node_gpus(self.gpus, self.gpus_per_node)
+            elif not is_valid_tensor_parallel_size(self.architecture, self.gpus):
                 arch = self.architecture
                 valid = valid_tensor_parallel_sizes(arch, max(self.gpus, arch.heads))
                 raise SizingError(
@@ -296,6 +332,30 @@ class SizingRequest:
                     f" kv_heads={arch.kv_heads} (got {self.gpus}; valid:"
                     f" {', '.join(map(str, valid))})",
                 )
+
+    def _validate_multi_node_gpus(self, gpus: int, per_node: int) -> None:
+        arch = self.architecture
+        if gpus % per_node:
+            raise SizingError(
+                "gpus",
+                f"must be at most gpus_per_node={per_node} (one node) or a multiple of it (whole nodes) (got {gpus})",
+            )
+        nodes = gpus // per_node
+        split = f"got {gpus} = {nodes} nodes x {per_node}"
+        if not is_valid_tensor_parallel_size(arch, per_node):
+            valid = valid_tensor_parallel_sizes(arch, per_node)
+            raise SizingError(
+                "gpus",
+                f"spans nodes, so each node runs tensor parallel"
+                f" gpus_per_node={per_node}, which is not a valid tensor-parallel"
+                f" size for heads={arch.heads}, kv_heads={arch.kv_heads}"
+                f" ({split}; valid sizes: {', '.join(map(str, valid))})",
+            )
+        if nodes > arch.layers:
+            raise SizingError(
+                "gpus",
+                f"spans more nodes than the model has layers={arch.layers} (one pipeline stage per node; {split})",
+            )
 
     @property
     def weight_dtype(self) -> str:
@@ -329,11 +389,18 @@ class SizingResult:
     """The outcome of :func:`size_model`. Byte counts are whole bytes.
 
     ``kv_cache_bytes``, ``overhead_bytes`` and ``total_bytes`` are summed over
-    the ``tensor_parallel_size`` GPUs of one replica (including KV heads
-    replicated when ``tp > kv_heads``); ``per_gpu_bytes`` is one GPU's share.
-    ``kv_cache_capacity_tokens`` is how many tokens of KV cache the memory
-    left after weights and overhead holds at this size (vLLM logs the same
-    figure as "GPU KV cache size"), 0 when even the weights do not fit.
+    the ``gpus_per_replica`` GPUs of one replica (including KV heads
+    replicated when ``tp > kv_heads``); ``per_gpu_bytes`` is one GPU's share
+    (on the busiest pipeline stage). ``kv_cache_capacity_tokens`` is how many
+    tokens of KV cache the memory left after weights and overhead holds at
+    this size (vLLM logs the same figure as "GPU KV cache size"), 0 when even
+    the weights do not fit.
+
+    ``gpus_per_replica = tensor_parallel_size * pipeline_parallel_size``; a
+    replica spans ``nodes_per_replica`` (= ``pipeline_parallel_size``) nodes,
+    one pod of ``tensor_parallel_size`` GPUs on each. ``shm_bytes`` and
+    ``host_memory_bytes`` are for one such pod. A fit over several nodes has a
+    ``reason`` saying why it was split.
     """
 
     weights_bytes: int
@@ -342,7 +409,9 @@ class SizingResult:
     overhead_bytes: int
     total_bytes: int
     tensor_parallel_size: int
+    pipeline_parallel_size: int
     gpus_per_replica: int
+    nodes_per_replica: int
     fits: bool
     reason: str
     per_gpu_bytes: int
@@ -374,26 +443,41 @@ def _weights_bytes(request: SizingRequest) -> int:
     return math.ceil(request.architecture.params * DTYPE_BYTES[request.weight_dtype])
 
 
-def _kv_bytes_per_token(request: SizingRequest, kv_heads: int) -> int:
+def _kv_bytes_per_token(request: SizingRequest, kv_heads: int, layers: int | None = None) -> int:
     arch = request.architecture
     element = DTYPE_BYTES[request.effective_kv_cache_dtype]
-    return math.ceil(2 * arch.layers * kv_heads * arch.head_dim * element)
+    layers = arch.layers if layers is None else layers
+    return math.ceil(2 * layers * kv_heads * arch.head_dim * element)
 
 
 def _kv_heads_per_gpu(architecture: ModelArchitecture, tp: int) -> int:
     return max(architecture.kv_heads // tp, 1)
 
 
-def _overhead_per_gpu(weights_per_gpu: int, tp: int) -> int:
+def _overhead_per_gpu(weights_per_gpu: int, gpus: int) -> int:
+    """Overhead of one GPU holding ``weights_per_gpu``, in a replica of ``gpus``."""
     overhead = OVERHEAD_FIXED_BYTES + math.ceil(OVERHEAD_WEIGHT_FRACTION * weights_per_gpu)
-    if tp > 1:
+    if gpus > 1:
         overhead += OVERHEAD_TP_COMM_BYTES
     return overhead
 
 
-def _weights_fit(request: SizingRequest, tp: int) -> tuple[bool, int, int]:
-    weights_per_gpu = -(-_weights_bytes(request) // tp)
-    overhead = _overhead_per_gpu(weights_per_gpu, tp)
+def _stage_layers(layers: int, pp: int) -> list[int]:
+    """Layers of each pipeline stage, as even as possible, busiest first."""
+    base, extra = divmod(layers, pp)
+    return [base + 1] * extra + [base] * (pp - extra)
+
+
+def _shard_bytes(request: SizingRequest, tp: int, stage_layers: int) -> int:
+    """Weights on one GPU of a stage: ``ceil(weights * stage_layers / layers / tp)``."""
+    layers = request.architecture.layers
+    return -(-_weights_bytes(request) * stage_layers // (layers * tp))
+
+
+def _weights_fit(request: SizingRequest, tp: int, pp: int = 1) -> tuple[bool, int, int]:
+    busiest = _stage_layers(request.architecture.layers, pp)[0]
+    weights_per_gpu = _shard_bytes(request, tp, busiest)
+    overhead = _overhead_per_gpu(weights_per_gpu, tp * pp)
     fits = weights_per_gpu + overhead <= request.usable_bytes_per_gpu
     return fits, weights_per_gpu, overhead
 
@@ -406,13 +490,23 @@ def _budget(request: SizingRequest) -> str:
     )
 
 
-def _plan(request: SizingRequest, tp: int) -> SizingResult:
-    """Size ``request`` at tensor-parallel size ``tp`` (assumed valid)."""
+def _at(request: SizingRequest, tp: int, pp: int) -> str:
+    if pp == 1:
+        return f"at tensor_parallel_size={tp}"
+    layers = request.architecture.layers
+    busiest = _stage_layers(layers, pp)[0]
+    return f"at tensor_parallel_size={tp} x pipeline_parallel_size={pp} ({busiest} of {layers} layers per stage)"
+
+
+def _plan(request: SizingRequest, tp: int, pp: int = 1) -> SizingResult:
+    """Size ``request`` at tensor-parallel ``tp`` x pipeline-parallel ``pp`` (assumed valid)."""
     arch = request.architecture
     weights = _weights_bytes(request)
-    weights_fit, weights_per_gpu, overhead_per_gpu = _weights_fit(request, tp)
+    stages = _stage_layers(arch.layers, pp)
+    weights_fit, weights_per_gpu, overhead_per_gpu = _weights_fit(request, tp, pp)
     kv_per_token = _kv_bytes_per_token(request, arch.kv_heads)
-    kv_per_token_per_gpu = _kv_bytes_per_token(request, _kv_heads_per_gpu(arch, tp))
+    heads_per_gpu = _kv_heads_per_gpu(arch, tp)
+    kv_per_token_per_gpu = _kv_bytes_per_token(request, heads_per_gpu, stages[0])
     tokens = request.tokens_per_sequence * request.max_num_seqs
     kv_per_gpu = kv_per_token_per_gpu * tokens
     per_gpu = weights_per_gpu + overhead_per_gpu + kv_per_gpu
@@ -422,11 +516,14 @@ def _plan(request: SizingRequest, tp: int) -> SizingResult:
     if free > 0:
         capacity = free // kv_per_token_per_gpu // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
     fits = per_gpu <= usable
+    # Sums over every GPU of the replica: tp GPUs per stage, stages may differ by a layer.
+    kv_total = tp * tokens * sum(_kv_bytes_per_token(request, heads_per_gpu, n) for n in stages)
+    overhead_total = tp * sum(_overhead_per_gpu(_shard_bytes(request, tp, n), tp * pp) for n in stages)
 
     reason = ""
     if not weights_fit:
         reason = (
-            f"at tensor_parallel_size={tp} each GPU needs"
+            f"{_at(request, tp, pp)} each GPU needs"
             f" {format_bytes(weights_per_gpu)} of {request.weight_dtype} weights plus"
             f" {format_bytes(overhead_per_gpu)} overhead, more than the"
             f" {_budget(request)}"
@@ -434,7 +531,7 @@ def _plan(request: SizingRequest, tp: int) -> SizingResult:
     elif not fits:
         sequences = capacity // request.tokens_per_sequence
         reason = (
-            f"at tensor_parallel_size={tp} the KV cache for"
+            f"{_at(request, tp, pp)} the KV cache for"
             f" {request.max_num_seqs} x {request.max_model_len} tokens needs"
             f" {format_bytes(kv_per_gpu)} per GPU, but only {format_bytes(free)}"
             f" of the {_budget(request)} remain after"
@@ -449,11 +546,13 @@ def _plan(request: SizingRequest, tp: int) -> SizingResult:
     return SizingResult(
         weights_bytes=weights,
         kv_cache_bytes_per_token=kv_per_token,
-        kv_cache_bytes=kv_per_gpu * tp,
-        overhead_bytes=overhead_per_gpu * tp,
-        total_bytes=weights + kv_per_gpu * tp + overhead_per_gpu * tp,
+        kv_cache_bytes=kv_total,
+        overhead_bytes=overhead_total,
+        total_bytes=weights + kv_total + overhead_total,
         tensor_parallel_size=tp,
-        gpus_per_replica=tp,
+        pipeline_parallel_size=pp,
+        gpus_per_replica=tp * pp,
+        nodes_per_replica=pp,
         fits=fits,
         reason=reason,
         per_gpu_bytes=per_gpu,
@@ -498,31 +597,33 @@ def _weights_hint(request: SizingRequest) -> str:
 
 
 def size_model(request: SizingRequest) -> SizingResult:
-    """Choose a tensor-parallel size for ``request`` (or check ``gpus``).
+    """Choose tensor- and pipeline-parallel sizes for ``request`` (or check ``gpus``).
 
-    With ``gpus`` set, that size is checked. Otherwise the smallest valid size
-    up to ``max_gpus`` that fits is returned; when none fits, the result is
-    for the largest valid size, with ``fits=False`` and the reason.
+    With ``gpus`` set, that size is checked (over ``gpus / gpus_per_node``
+    nodes when it is larger than ``gpus_per_node``). Otherwise the smallest
+    valid tensor-parallel size up to ``max_gpus`` (and ``gpus_per_node``) that
+    fits on one node is returned. If none does and ``gpus_per_node`` is set,
+    the largest of those sizes is split over the fewest nodes, up to
+    ``max_nodes``, that fit (see the module docstring). When nothing fits, the
+    result is for the largest split tried, with ``fits=False`` and the reason.
 
     Raises :class:`SizingError` (a :class:`ValueError` whose message starts
     with the field name) when ``request`` is invalid.
     """
     request.validate()
     arch = request.architecture
+    per_node = request.gpus_per_node
     if request.gpus is not None:
-        result = _plan(request, request.gpus)
-        if result.fits:
-            return result
-        reason = f"does not fit on gpus={request.gpus}: {result.reason}"
-        if not _weights_fit(request, request.gpus)[0]:
-            reason += f"; {_weights_hint(request)}"
-        return _with_reason(result, reason)
+        return _check_gpus(request, request.gpus)
 
-    sizes = valid_tensor_parallel_sizes(arch, request.max_gpus)
+    limit = request.max_gpus if per_node is None else min(request.max_gpus, per_node)
+    sizes = valid_tensor_parallel_sizes(arch, limit)
     for tp in sizes:
         result = _plan(request, tp)
         if result.fits:
             return result
+    if per_node is not None:
+        return _split_over_nodes(request, per_node, result)
     valid = ", ".join(map(str, sizes))
     reason = (
         f"no valid tensor-parallel size up to max_gpus={request.max_gpus} fits"
@@ -534,6 +635,93 @@ def size_model(request: SizingRequest) -> SizingResult:
     reason += f"): {result.reason}"
     if not _weights_fit(request, result.tensor_parallel_size)[0]:
         reason += f"; {_weights_hint(request)}"
+    return _with_reason(result, reason)
+
+
+def _check_gpus(request: SizingRequest, gpus: int) -> SizingResult:
+    """Check an explicit ``gpus`` (validated): one node, or whole nodes."""
+    per_node = request.gpus_per_node
+    tp, pp = gpus, 1
+    if per_node is not None and gpus > per_node:
+        tp, pp = per_node, gpus // per_node
+    result = _plan(request, tp, pp)
+    layout = ""
+    if pp > 1:
+        layout = f" (tensor parallel {tp} x pipeline parallel {pp} over {pp} nodes of gpus_per_node={per_node})"
+    if result.fits:
+        if pp == 1:
+            return result
+        return _with_reason(
+            result,
+            f"the requested gpus={gpus} span {pp} nodes of gpus_per_node={per_node}:"
+            f" tensor parallel {tp} within each node x pipeline parallel {pp}"
+            f" across them, at {format_bytes(result.per_gpu_bytes)} per GPU",
+        )
+    reason = f"does not fit on gpus={gpus}{layout}: {result.reason}"
+    if pp == 1 and not _weights_fit(request, gpus)[0]:
+        reason += f"; {_weights_hint(request)}"
+    return _with_reason(result, reason)
+
+
+def _or(options: list[str]) -> str:
+    if len(options) == 1:
+        return options[0]
+    return f"{', '.join(options[:-1])} or {options[-1]}"
+
+
+def _params_text(request: SizingRequest) -> str:
+    return f"{request.architecture.params / 1e9:.4g}B parameters in {request.weight_dtype}"
+
+
+def _split_over_nodes(request: SizingRequest, per_node: int, single: SizingResult) -> SizingResult:
+    """Pipeline-parallel split of a model that ``single`` (its largest one-node size) cannot hold."""
+    arch = request.architecture
+    tp = single.tensor_parallel_size
+    most_nodes = min(request.max_nodes, arch.layers)
+    result = single
+    for pp in range(2, most_nodes + 1):
+        result = _plan(request, tp, pp)
+        if result.fits:
+            busiest = _stage_layers(arch.layers, pp)[0]
+            return _with_reason(
+                result,
+                f"{_params_text(request)} with {request.max_num_seqs} x"
+                f" {request.max_model_len} tokens of KV cache need"
+                f" {format_bytes(single.per_gpu_bytes)} per GPU on one node of"
+                f" gpus_per_node={per_node} (at tensor parallel {tp}), more than the"
+                f" {_budget(request)}, so the model is split as tensor parallel {tp}"
+                f" x pipeline parallel {pp} over {pp} nodes ({tp * pp} GPUs,"
+                f" {busiest} of {arch.layers} layers per stage) at"
+                f" {format_bytes(result.per_gpu_bytes)} per GPU",
+            )
+
+    pp = result.pipeline_parallel_size
+    tried = f"tensor parallel {tp} on one node"
+    if pp > 1:
+        tried = f"tensor parallel {tp} x pipeline parallel {pp} over {pp} nodes ({tp * pp} GPUs)"
+    within = f"max_nodes={request.max_nodes}"
+    if request.max_nodes > arch.layers:
+        within += f" (at most layers={arch.layers} pipeline stages)"
+    valid = ", ".join(map(str, valid_tensor_parallel_sizes(arch, min(request.max_gpus, per_node))))
+    advice: list[str] = []
+    needed = next(
+        (n for n in range(most_nodes + 1, arch.layers + 1) if _plan(request, tp, n).fits),
+        None,
+    )
+    if needed is not None:
+        advice.append(f"allow {needed} nodes (max_nodes={needed})")
+    advice.append("use GPUs with more memory")
+    if _weights_fit(request, tp, pp)[0]:
+        advice.append("lower max_model_len or max_num_seqs")
+    if request.weight_dtype != "int4":
+        advice.append("use a quantized dtype (fp8, int8 or int4)")
+    reason = (
+        f"no split fits on nodes of gpus_per_node={per_node} GPUs within {within}"
+        f" (tensor parallel within a node, valid for heads={arch.heads},"
+        f" kv_heads={arch.kv_heads}: {valid}; pipeline parallel across nodes):"
+        f" the largest split tried is {tried}, and {result.reason}; to fit,"
+        f" {_or(advice)}"
+    )
     return _with_reason(result, reason)
 
 
@@ -606,6 +794,8 @@ _FIELD_FLAGS: Mapping[str, str] = MappingProxyType(
         "gpu_memory_utilization": "--gpu-memory-utilization",
         "gpus": "--gpus",
         "max_gpus": "--max-gpus",
+        "gpus_per_node": "--gpus-per-node",
+        "max_nodes": "--max-nodes",
     }
 )
 
@@ -664,8 +854,9 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m components.sizing",
         description=(
             "Estimate the GPU memory needed to serve a model with vLLM and the"
-            " tensor-parallel size to use. Exit status: 0 fits, 1 does not fit,"
-            " 2 bad arguments."
+            " tensor-parallel size to use (and, with --gpus-per-node, the"
+            " pipeline-parallel size across nodes). Exit status: 0 fits, 1 does"
+            " not fit, 2 bad arguments."
         ),
     )
     model = parser.add_argument_group("model (from config.json)")
@@ -700,13 +891,31 @@ def _build_parser() -> argparse.ArgumentParser:
         "--gpus",
         type=_positive_int_arg,
         default=None,
-        help="check this GPU count instead of choosing one",
+        help=(
+            "check this GPU count instead of choosing one; more than"
+            " --gpus-per-node means whole nodes, tensor parallel within each"
+        ),
     )
     serving.add_argument(
         "--max-gpus",
         type=_positive_int_arg,
         default=8,
         help="largest tensor-parallel size to consider (default 8)",
+    )
+    serving.add_argument(
+        "--gpus-per-node",
+        type=_positive_int_arg,
+        default=None,
+        help=(
+            "GPUs of one node; a model too big for one node is then split over"
+            " several with pipeline parallelism (default: one node, never split)"
+        ),
+    )
+    serving.add_argument(
+        "--max-nodes",
+        type=_positive_int_arg,
+        default=8,
+        help="most nodes one replica may span, with --gpus-per-node (default 8)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -715,6 +924,17 @@ def _build_parser() -> argparse.ArgumentParser:
 def _render_table(request: SizingRequest, result: SizingResult) -> str:
     arch = request.architecture
     tp = result.tensor_parallel_size
+    pp = result.pipeline_parallel_size
+    gpus = result.gpus_per_replica
+    busiest = _stage_layers(arch.layers, pp)[0]
+    overhead_per_gpu = _weights_fit(request, tp, pp)[2]
+    over = f"over {gpus} GPU(s)"
+    per_gpu_note = ""
+    per_pod = ""
+    if pp > 1:
+        over += f" on {result.nodes_per_replica} nodes"
+        per_gpu_note = f", busiest stage: {busiest} of {arch.layers} layers"
+        per_pod = "per pod (one per node)"
     kv_dtype = request.effective_kv_cache_dtype
     per_seq = request.tokens_per_sequence
     rows: list[tuple[str, str, str]] = [
@@ -732,16 +952,16 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
         (
             "Overhead",
             format_bytes(result.overhead_bytes),
-            f"{format_bytes(result.overhead_bytes // tp)} per GPU",
+            f"{format_bytes(overhead_per_gpu)} per GPU",
         ),
-        ("Total", format_bytes(result.total_bytes), f"over {tp} GPU(s)"),
+        ("Total", format_bytes(result.total_bytes), over),
         (
             "Per GPU",
             format_bytes(result.per_gpu_bytes),
             (
                 f"of {format_bytes(result.usable_bytes_per_gpu)} usable"
                 f" ({format_bytes(request.gpu_memory_bytes)} x"
-                f" {request.gpu_memory_utilization:g})"
+                f" {request.gpu_memory_utilization:g}){per_gpu_note}"
             ),
         ),
         (
@@ -750,9 +970,11 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
             (f"{result.kv_cache_capacity_tokens / per_seq:.1f}x {per_seq}-token sequences"),
         ),
         ("Tensor parallel size", str(tp), ""),
-        ("GPUs per replica", str(result.gpus_per_replica), ""),
-        ("/dev/shm", format_bytes(result.shm_bytes), ""),
-        ("Host memory limit", format_bytes(result.host_memory_bytes), ""),
+        ("Pipeline parallel size", str(pp), ""),
+        ("GPUs per replica", str(gpus), ""),
+        ("Nodes per replica", str(result.nodes_per_replica), ""),
+        ("/dev/shm", format_bytes(result.shm_bytes), per_pod),
+        ("Host memory limit", format_bytes(result.host_memory_bytes), per_pod),
         ("Fits", "yes" if result.fits else "no", ""),
     ]
     label_width = max(len(label) for label, _, _ in rows)
@@ -786,6 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gpu_memory_utilization=args.gpu_memory_utilization,
         gpus=args.gpus,
         max_gpus=args.max_gpus,
+        gpus_per_node=args.gpus_per_node,
+        max_nodes=args.max_nodes,
     )
     try:
         result = size_model(request)

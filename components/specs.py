@@ -171,6 +171,97 @@ def model_cache_claim(model: ModelConfig) -> Obj | None:
     }
 
 
+# The prestage Job's program: download one revision into the hub cache (resuming what an earlier attempt left),
+# then check every LFS file against the SHA-256 the hub publishes for it.
+PRESTAGE_SCRIPT = """\
+import hashlib, os, sys
+from huggingface_hub import HfApi, snapshot_download
+
+repo, revision = os.environ["MODEL_ID"], os.environ["MODEL_REVISION"]
+path = snapshot_download(repo, revision=revision)
+info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+if info.sha != revision:
+    sys.exit(f"{repo}: the hub resolved {revision} to {info.sha}")
+bad = []
+for f in info.siblings or []:
+    if f.lfs is None:
+        continue
+    digest = hashlib.sha256()
+    with open(os.path.join(path, f.rfilename), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != f.lfs.sha256:
+        bad.append(f.rfilename)
+if bad:
+    sys.exit(f"{repo}@{revision}: checksum mismatch: {', '.join(bad)}")
+print(f"{repo}@{revision}: {len(info.siblings or [])} files verified in {path}")
+"""
+PRESTAGE_BACKOFF_LIMIT = 3  # bounded retries; each resumes the download
+
+
+def prestage_job_name(model: ModelConfig) -> str:
+    """Named by the revision: a new revision is a new Job, which the rollout waits for."""
+    assert model.model_revision is not None
+    return f"{model.name}-prestage-{model.model_revision[:12]}"
+
+
+def prestage_job(model: ModelConfig, image: Any) -> Obj | None:
+    """The Job that hydrates the model's PVC cache with ``modelRevision`` (modelCache.prestage)."""
+    if not model.cache.prestage:
+        return None
+    if model.model_revision is None or model.cache.type != "pvc":
+        raise ValueError(f"model {model.name!r}: modelCache.prestage needs a pvc cache and a modelRevision")
+    amounts = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}
+    env = {"MODEL_ID": model.model_id, "MODEL_REVISION": model.model_revision, "HOME": "/tmp", "HF_HOME": CACHE_DIR}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    volumes: list[Obj] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
+        {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{model.name}-cache"}},
+    ]
+    mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": CACHE_DIR}]
+    if model.hub_token:
+        env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
+        volumes.append({"name": "hub-token", "secret": {"secretName": f"{model.name}-hub-token", "defaultMode": 0o440}})
+        mounts.append({"name": "hub-token", "mountPath": HUB_TOKEN_DIR, "readOnly": True})
+    # Not the model's selector labels: its Service, PDB and autoscaler must not count the Job's pod.
+    labels = {
+        "app.kubernetes.io/name": f"{model.name}-prestage",
+        "app.kubernetes.io/component": "prestage",
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+    container: Obj = {
+        "name": "prestage",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-c", PRESTAGE_SCRIPT],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(prestage_job_name(model), model.namespace, labels),
+        "spec": {
+            "backoffLimit": PRESTAGE_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": model.cache.prestage_deadline_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": model.name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
 def tensor_parallel_size(model: ModelConfig) -> int:
     if model.sizing is not None:
         return model.sizing.tensor_parallel_size
@@ -184,6 +275,10 @@ def container_args(model: ModelConfig) -> list[str]:
     if model.model_revision is not None:
         args += ["--revision", model.model_revision]
     args += ["--tensor-parallel-size", str(tensor_parallel_size(model))]
+    if model.multi_node:  # one pipeline stage per node of the group, joined over Ray
+        assert model.sizing is not None
+        args += ["--pipeline-parallel-size", str(model.sizing.pipeline_parallel_size)]
+        args += ["--distributed-executor-backend", "ray"]
     if model.architecture is not None:
         arch = model.architecture
         args += [
@@ -216,6 +311,10 @@ def container_env(model: ModelConfig) -> list[Obj]:
         # HF_TOKEN_PATH is read by huggingface_hub (vLLM); HF_TOKEN_FILE by the app/ server.
         env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
         env["HF_TOKEN_FILE"] = f"{HUB_TOKEN_DIR}/token"
+    if model.cache.prestage:
+        # The Job downloaded the revision: the pods read it, and never reach for the hub.
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
     env.update(model.env)
     return [{"name": k, "value": v} for k, v in env.items()]
 
@@ -266,7 +365,7 @@ def _volumes(model: ModelConfig) -> tuple[list[Obj], list[Obj]]:
     mounts: list[Obj] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "dshm", "mountPath": "/dev/shm"},
-        {"name": "model-cache", "mountPath": CACHE_DIR},
+        {"name": "model-cache", "mountPath": CACHE_DIR, **({"readOnly": True} if model.cache.prestage else {})},
     ]
     if model.cache.type == "pvc":
         volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{model.name}-cache"}})
@@ -353,9 +452,9 @@ def placement(model: ModelConfig, scheduling: GpuScheduling) -> tuple[dict[str, 
     )
 
 
-def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
-    selector = selector_labels(model)
-    volumes, mounts = _volumes(model)
+def _container(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
+    """The server container; a multi-node replica's leader runs it after starting the Ray head."""
+    _, mounts = _volumes(model)
     container: Obj = {
         "name": "server",
         "image": image,
@@ -369,7 +468,11 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         **probes(model),
     }
-    container = merge_patch(container, model.container_patch)
+    return merge_patch(container, model.container_patch)
+
+
+def _pod_spec(model: ModelConfig, scheduling: GpuScheduling, container: Obj) -> Obj:
+    volumes, _ = _volumes(model)
     pod_spec: Obj = {
         "serviceAccountName": model.name,
         "automountServiceAccountToken": False,
@@ -382,7 +485,7 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
                 "maxSkew": 1,
                 "topologyKey": key,
                 "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": selector},
+                "labelSelector": {"matchLabels": selector_labels(model)},
             }
             for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
         ],
@@ -394,8 +497,29 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
         pod_spec["tolerations"] = tolerations
     if model.resources.gpus:
         pod_spec["runtimeClassName"] = scheduling.runtime_class_name
+    return pod_spec
+
+
+def _scrape_annotations(model: ModelConfig) -> dict[str, str]:
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(model.port), "prometheus.io/path": METRICS_PATH}
+
+
+def _workload_meta(model: ModelConfig) -> Obj:
+    # What the pods export on /metrics, for the policy pack's scraped-metrics rule (on the workload, not the pod
+    # template: changing it rolls no pod).
+    annotations = {EXPORTER_ANNOTATION: model.engine_spec.exporter.name}
+    return _meta(model.instance, model.namespace, model_labels(model), annotations=annotations)
+
+
+def workload(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
+    """The model's pods: a Deployment, or a LeaderWorkerSet when each replica spans several nodes."""
+    return leader_worker_set(model, image, scheduling) if model.multi_node else deployment(model, image, scheduling)
+
+
+def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
+    container = _container(model, image, scheduling)
     spec: Obj = {
-        "selector": {"matchLabels": selector},
+        "selector": {"matchLabels": selector_labels(model)},
         "revisionHistoryLimit": 5,
         "progressDeadlineSeconds": progress_deadline_seconds(model),
         # maxSurge 0 by default: a rollout frees a GPU before it asks for one.
@@ -404,28 +528,68 @@ def deployment(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj
             "rollingUpdate": {"maxSurge": model.rollout.max_surge, "maxUnavailable": model.rollout.max_unavailable},
         },
         "template": {
-            "metadata": {
-                "labels": model_labels(model),
-                "annotations": {
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(model.port),
-                    "prometheus.io/path": METRICS_PATH,
-                },
-            },
-            "spec": pod_spec,
+            "metadata": {"labels": model_labels(model), "annotations": _scrape_annotations(model)},
+            "spec": _pod_spec(model, scheduling, container),
         },
     }
     if model.autoscaling is None:
         spec["replicas"] = model.replicas  # left out under an HPA or a ScaledObject, which owns the count
-    # What the pods export on /metrics, for the policy pack's scraped-metrics rule (on the Deployment, not the pod
-    # template: changing it rolls no pod).
-    annotations = {EXPORTER_ANNOTATION: model.engine_spec.exporter.name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(model.instance, model.namespace, model_labels(model), annotations=annotations),
-        "spec": spec,
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _workload_meta(model), "spec": spec}
+
+
+# Multi-node replicas: vLLM over Ray, the leader pod the Ray head and the API server, one worker pod per other node.
+RAY_PORT = 6379
+ROLE_LABEL = "model-serving.dev/role"
+LWS_GROUP = "leaderworkerset.x-k8s.io"
+
+
+def leader_worker_set(model: ModelConfig, image: Any, scheduling: GpuScheduling) -> Obj:
+    """A LeaderWorkerSet: per replica a group of ``nodes_per_replica`` pods, one per node, each with its node's
+    GPUs; vLLM shards the model tensor-parallel within a node and pipeline-parallel across the group's nodes."""
+    server = _container(model, image, scheduling)
+    # The Ray head first; the API server then finds the workers' GPUs through it (LWS sets the leader's address
+    # and the group size in every pod).
+    leader = {
+        **server,
+        "command": [
+            "/bin/sh",
+            "-c",
+            f'ray start --head --port={RAY_PORT} --dashboard-host=127.0.0.1 && exec vllm serve "$@"',
+            "vllm",
+        ],
+        "ports": [*server["ports"], {"name": "ray", "containerPort": RAY_PORT, "protocol": "TCP"}],
     }
+    worker = {
+        k: v for k, v in server.items() if k not in ("args", "ports", "startupProbe", "readinessProbe", "livenessProbe")
+    }
+    worker["command"] = ["/bin/sh", "-c", f"exec ray start --address=$LWS_LEADER_ADDRESS:{RAY_PORT} --block"]
+    labels = model_labels(model)
+    spec: Obj = {
+        "startupPolicy": "LeaderCreated",
+        "rolloutStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdateConfiguration": {
+                "maxSurge": model.rollout.max_surge,
+                "maxUnavailable": model.rollout.max_unavailable,
+            },
+        },
+        "leaderWorkerTemplate": {
+            "size": model.nodes_per_replica,
+            # A lost pod breaks the whole pipeline: the group restarts together.
+            "restartPolicy": "RecreateGroupOnPodRestart",
+            "leaderTemplate": {
+                "metadata": {"labels": {**labels, ROLE_LABEL: "leader"}, "annotations": _scrape_annotations(model)},
+                "spec": _pod_spec(model, scheduling, leader),
+            },
+            "workerTemplate": {
+                "metadata": {"labels": {**labels, ROLE_LABEL: "worker"}},
+                "spec": _pod_spec(model, scheduling, worker),
+            },
+        },
+    }
+    if model.autoscaling is None:
+        spec["replicas"] = model.replicas
+    return {"apiVersion": f"{LWS_GROUP}/v1", "kind": "LeaderWorkerSet", "metadata": _workload_meta(model), "spec": spec}
 
 
 def disruption_budget(model: ModelConfig) -> Obj | None:
@@ -436,7 +600,8 @@ def disruption_budget(model: ModelConfig) -> Obj | None:
         "kind": "PodDisruptionBudget",
         "metadata": _meta(model.instance, model.namespace, model_labels(model)),
         "spec": {
-            "maxUnavailable": 1,
+            # One replica at a time: one pod, or a multi-node replica's whole group (it only serves whole).
+            "maxUnavailable": model.nodes_per_replica,
             "selector": {"matchLabels": selector_labels(model)},
             # A pod stuck loading must not block node drains.
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
@@ -446,9 +611,11 @@ def disruption_budget(model: ModelConfig) -> Obj | None:
 
 def service(model: ModelConfig) -> Obj:
     cfg = model.service
+    # A multi-node replica serves from its leader; its workers hold GPUs, not the API.
+    selector = {**selector_labels(model), **({ROLE_LABEL: "leader"} if model.multi_node else {})}
     spec: Obj = {
         "type": cfg.type,
-        "selector": selector_labels(model),
+        "selector": selector,
         "ports": [{"name": HTTP_PORT_NAME, "port": cfg.port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
         "sessionAffinity": cfg.session_affinity,
     }
@@ -532,6 +699,10 @@ def network_policy(model: ModelConfig, monitoring: MonitoringConfig, gateway: Ga
     if (sources or routed) and monitoring.enabled:  # Prometheus scrapes /metrics on the serving port
         rules.append({"from": [_from_namespace(monitoring.namespace)], "ports": ports})
     egress = [DNS_EGRESS, *https_egress(model.service.egress_to)]
+    if model.multi_node:  # a replica's pods talk Ray and NCCL to each other, on ports of their choosing
+        peers = [{"podSelector": {"matchLabels": model_selector(model)}}]
+        rules.append({"from": peers})
+        egress.append({"to": peers})
     return _network_policy(
         model.name, model.namespace, model_labels(model), model_selector(model), rules, egress=egress
     )
@@ -585,6 +756,8 @@ def _behavior(model: ModelConfig) -> Obj:
 
 
 def _scale_target(model: ModelConfig) -> Obj:
+    if model.multi_node:  # the LeaderWorkerSet's scale subresource counts groups
+        return {"apiVersion": f"{LWS_GROUP}/v1", "kind": "LeaderWorkerSet", "name": model.name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": model.name}
 
 
@@ -630,9 +803,14 @@ def _model_series(model: ModelConfig, metric: str, extra: Mapping[str, str] | No
     return metric + selector({**scrape_labels(model), **(extra or {})})
 
 
-def _deployment_series(model: ModelConfig, metric: str) -> str:
-    """A kube-state-metrics series of the model's Deployment."""
-    return metric + selector({"namespace": model.namespace, "deployment": model.name})
+def _replicas(model: ModelConfig) -> tuple[str, str]:
+    """kube-state-metrics' series of the model's ready and wanted replicas. A multi-node model's are its
+    LeaderWorkerSet's leader StatefulSet's, one pod per group, ready once its group serves."""
+    if model.multi_node:
+        labels = selector({"namespace": model.namespace, "statefulset": model.name})
+        return f"kube_statefulset_status_replicas_ready{labels}", f"kube_statefulset_replicas{labels}"
+    labels = selector({"namespace": model.namespace, "deployment": model.name})
+    return f"kube_deployment_status_replicas_available{labels}", f"kube_deployment_spec_replicas{labels}"
 
 
 def _p95(model: ModelConfig, window: str = "5m") -> str:
@@ -770,8 +948,7 @@ def alert_rules(model: ModelConfig) -> list[Obj]:
     engine, alerts = model.engine_spec, model.alerts
     load_minutes = math.ceil(model.probes.model_load_seconds / 60) + 5
     waiting = _model_series(model, engine.queue_metric)
-    available = _deployment_series(model, "kube_deployment_status_replicas_available")
-    wanted = _deployment_series(model, "kube_deployment_spec_replicas")
+    available, wanted = _replicas(model)
     pending = "kube_pod_status_unschedulable" + selector({"namespace": model.namespace})
     room = "room on the nodes"
     if model.resources.gpus:
@@ -855,10 +1032,7 @@ def dashboard(model: ModelConfig) -> Obj:
         (
             "Replicas",
             "short",
-            {
-                "ready": _deployment_series(model, "kube_deployment_status_replicas_available"),
-                "wanted": _deployment_series(model, "kube_deployment_spec_replicas"),
-            },
+            dict(zip(("ready", "wanted"), _replicas(model), strict=True)),
         ),
     ]
     if model.resources.gpus:

@@ -111,6 +111,11 @@ class GpuPool(TypedDict, total=False):
     )
     gpuMemory: str
     """Memory of one GPU, for sizing models from their architecture. Default: 80Gi."""
+    gpusPerNode: int
+    (
+        "GPUs on one node: a model that needs more runs each replica over several nodes (a LeaderWorkerSet, tensor "
+        "parallel within a node, pipeline parallel across). Default: one node holds any model (up to 8 GPUs)."
+    )
     devicePlugin: DevicePlugin
     """The NVIDIA device plugin. Default: each key's default."""
     dcgmExporter: DcgmExporter
@@ -238,7 +243,7 @@ class Resources(TypedDict, total=False):
     gpus: int
     (
         "Whole GPUs per pod, in limits and requests. Default: 0 for server, 1 for vllm; with an architecture, from "
-        "sizing."
+        "sizing (per pod: a replica over several nodes has one pod per node)."
     )
 
 
@@ -262,6 +267,13 @@ class ModelCache(TypedDict, total=False):
     """The PVC's storage class. Default: the cluster's default."""
     accessMode: str
     """The PVC's; `ReadWriteMany` or `ReadOnlyMany` when several pods share it. Default: ReadWriteOnce."""
+    prestage: bool
+    (
+        "Download `modelRevision` once into the PVC with a Job before any pod starts; the pods mount it read-only and "
+        "stay offline (type `pvc`, `ReadWriteMany`, engine `vllm`). Default: false."
+    )
+    prestageDeadlineSeconds: int
+    """How long the download Job may take, retries included. Default: 7200."""
 
 
 class Metric(TypedDict, total=False):

@@ -25,6 +25,7 @@ CUSTOM_KINDS = {
     ("gateway.networking.k8s.io/v1", "Gateway"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("inference.networking.k8s.io/v1", "InferencePool"),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
 }
 
 

@@ -39,11 +39,14 @@ def _gibibytes(value: int) -> str:
 
 def _gpus(s: Scope) -> int:
     sized = s["sizing"]
-    return int(sized.gpus_per_replica) if sized is not None else ENGINES[s["engine"]].gpus
+    if sized is None:
+        return ENGINES[s["engine"]].gpus
+    return int(sized.gpus_per_replica // sized.nodes_per_replica)  # per pod: one node's share of a replica
 
 
 GPUS = Derived(
-    ", ".join(f"`{e.gpus}` for `{name}`" for name, e in ENGINES.items()) + "; with an architecture, from sizing",
+    ", ".join(f"`{e.gpus}` for `{name}`" for name, e in ENGINES.items())
+    + "; with an architecture, from sizing (per pod: a replica over several nodes has one pod per node)",
     _gpus,
 )
 
@@ -94,6 +97,13 @@ def size(s: Scope) -> Any:
         return None
     pool = s.outer["gpu_pool"]
     gpus = s.raw("resources.gpus")
+    if isinstance(gpus, int) and pool.gpus_per_node is not None and gpus > pool.gpus_per_node:
+        s.problems.add(
+            s.key("resources.gpus"),
+            f"is per pod and a node has gpuPool.gpusPerNode {pool.gpus_per_node} GPUs (got {gpus}); leave it unset "
+            "and sizing spreads a replica over several nodes",
+        )
+        return INVALID
     request = sizing.SizingRequest(
         architecture=sizing.ModelArchitecture(
             params=arch.params, layers=arch.layers, heads=arch.heads, kv_heads=arch.kv_heads, head_dim=arch.head_dim
@@ -104,6 +114,7 @@ def size(s: Scope) -> Any:
         gpu_memory_bytes=sizing.parse_memory(pool.gpu_memory),
         gpu_memory_utilization=arch.gpu_memory_utilization,
         gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0 else None,
+        gpus_per_node=pool.gpus_per_node,
     )
     try:
         result = sizing.size_model(request)

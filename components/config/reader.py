@@ -18,13 +18,14 @@ from components.config.declare import (
     Key,
     UnknownValueError,
     fields,
+    keys,
     top_names,
 )
 from components.config.declare import nested as nested_keys
 from components.config.errors import Problems
 from components.config.kinds import INVALID, Strings, join, kind_of
 from components.config.rules import BLOCK_RULES, STACK_RULES, At, StackView
-from components.config.schema import StackConfig
+from components.config.schema import StackConfig, StackSecrets
 
 
 class _Scope:
@@ -161,7 +162,12 @@ NAMESPACE = "model-serving"
 
 def stack_file_config(path: Path) -> dict[str, Any]:
     """The raw ``model-serving:`` config of a stack file (``stacks/Pulumi.<stack>.yaml``), keys without the
-    namespace: what :func:`parse_stack_config` reads, for tools that look at a stack outside a Pulumi run."""
+    namespace and without the secrets (``pulumi config set --secret`` writes them there too): what
+    :func:`parse_stack_config` reads, for tools that look at a stack outside a Pulumi run."""
     document = yaml.safe_load(path.read_text()) or {}
     prefix = f"{NAMESPACE}:"
-    return {k.removeprefix(prefix): v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
+    secrets = {k.name for k in keys(StackSecrets)}
+    config = (document.get("config") or {}).items()
+    return {
+        k.removeprefix(prefix): v for k, v in config if k.startswith(prefix) and k.removeprefix(prefix) not in secrets
+    }

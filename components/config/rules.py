@@ -233,10 +233,11 @@ def engine_gpus(model: ModelConfig, at: At) -> Iterator[Problem]:
 def gpus_cover_the_sizing(model: ModelConfig, at: At) -> Iterator[Problem]:
     sized = model.sizing
     gpus = model.resources.gpus
-    if sized is not None and at.given("resources.gpus") and 0 < gpus < sized.gpus_per_replica:
+    per_pod = sized.gpus_per_replica // sized.nodes_per_replica if sized is not None else 0
+    if sized is not None and at.given("resources.gpus") and 0 < gpus < per_pod:
         yield Problem(
             at.key("resources.gpus"),
-            f"is {model.resources.gpus} but {at.key('architecture')} needs {sized.gpus_per_replica} GPUs "
+            f"is {model.resources.gpus} but {at.key('architecture')} needs {per_pod} GPUs per pod "
             f"({sized.reason or 'weights, KV cache and overhead exceed one GPU'})",
         )
 
@@ -250,6 +251,33 @@ def cache_fits_ephemeral_storage(model: ModelConfig, at: At) -> Iterator[Problem
             at.key("resources.ephemeralStorage"),
             f"must hold modelCache.size plus {TMP_SIZE} of /tmp (got {storage} "
             f"< {cache.size} + {TMP_SIZE}); raise it or use modelCache.type pvc",
+        )
+
+
+def prestage_needs_a_shared_pinned_cache(model: ModelConfig, at: At) -> Iterator[Problem]:
+    """The Job writes the cache once; the pods, on any node, read it: a PVC every node can mount, and an exact
+    revision to download (a moving name would differ between the Job and a later one)."""
+    cache = model.cache
+    if not cache.prestage:
+        return
+    if cache.type != "pvc":
+        yield Problem(at.key("modelCache.type"), "must be pvc with prestage: an emptyDir dies with its pod")
+    elif cache.access_mode != "ReadWriteMany":
+        yield Problem(
+            at.key("modelCache.accessMode"),
+            f"must be ReadWriteMany with prestage: a Job writes the cache the pods read (got {cache.access_mode})",
+        )
+    if model.model_revision is None:
+        yield Problem(at.key("modelRevision"), "is required with modelCache.prestage: the commit to download")
+    if model.engine != "vllm":
+        yield Problem(
+            at.key("modelCache.prestage"),
+            f"needs engine vllm, whose image downloads from the hub (engine {model.engine}'s image holds its model)",
+        )
+    if model.canary is not None and model.canary.model_revision not in (None, model.model_revision):
+        yield Problem(
+            at.key("canary.modelRevision"),
+            "conflicts with modelCache.prestage: the canary reads the model's pre-staged revision offline",
         )
 
 
@@ -284,6 +312,7 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
         gpus_cover_the_sizing,
         cache_fits_ephemeral_storage,
         shared_cache_access_mode,
+        prestage_needs_a_shared_pinned_cache,
     ),
 }
 
@@ -388,7 +417,9 @@ def budget_covers_the_peak(stack: StackView) -> Iterator[Problem]:
     if demand <= budget:
         return
     canaries = [(i, m, m.canary) for i, m in stack.valid_models() if m.canary is not None and m.resources.gpus]
-    stable = demand - sum((c.replicas + m.rollout.max_surge) * m.resources.gpus for _, m, c in canaries)
+    stable = demand - sum(
+        (c.replicas + m.rollout.max_surge) * m.nodes_per_replica * m.resources.gpus for _, m, c in canaries
+    )
     if canaries and stable <= budget:
         # The models fit; their canaries do not: name the canaries, the change that broke the budget.
         for i, m, canary in canaries:

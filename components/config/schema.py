@@ -176,6 +176,13 @@ class GpuPoolConfig:
     gpu_memory: str = key(
         Text("size", check=check_memory_size), "80Gi", "memory of one GPU, for sizing models from their architecture"
     )
+    gpus_per_node: int | None = key(
+        Int(1, 64),
+        None,
+        "GPUs on one node: a model that needs more runs each replica over several nodes (a LeaderWorkerSet, "
+        "tensor parallel within a node, pipeline parallel across)",
+        unset="one node holds any model (up to 8 GPUs)",
+    )
     device_plugin: DevicePluginConfig = key(Block(DevicePluginConfig), EMPTY, "the NVIDIA device plugin")
     dcgm_exporter: DcgmExporterConfig = key(Block(DcgmExporterConfig), EMPTY, "the NVIDIA DCGM exporter")
     karpenter: KarpenterConfig | None = key(Block(KarpenterConfig), None, "a Karpenter NodePool for the GPU nodes")
@@ -263,6 +270,15 @@ class ModelCache:
         Choice(("ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany")),
         "ReadWriteOnce",
         "the PVC's; `ReadWriteMany` or `ReadOnlyMany` when several pods share it",
+    )
+    prestage: bool = key(
+        Flag(),
+        False,
+        "download `modelRevision` once into the PVC with a Job before any pod starts; the pods mount it read-only "
+        "and stay offline (type `pvc`, `ReadWriteMany`, engine `vllm`)",
+    )
+    prestage_deadline_seconds: int = key(
+        Int(60, 24 * 3600), 7200, "how long the download Job may take, retries included"
     )
 
 
@@ -616,9 +632,20 @@ class ModelConfig:
         return self.max_replicas + surge + canary
 
     @property
+    def nodes_per_replica(self) -> int:
+        """Nodes (pods) one replica spans: more than one when sizing splits the model over nodes."""
+        return self.sizing.nodes_per_replica if self.sizing is not None else 1
+
+    @property
+    def multi_node(self) -> bool:
+        """Whether each replica is a LeaderWorkerSet group of pods on several nodes, rather than one pod."""
+        return self.nodes_per_replica > 1
+
+    @property
     def peak_gpus(self) -> int:
-        """GPUs the model may hold at once: :attr:`peak_pods` of its GPUs each."""
-        return self.peak_pods * self.resources.gpus
+        """GPUs the model may hold at once: :attr:`peak_pods` replicas (groups of :attr:`nodes_per_replica` pods
+        when multi-node) of its GPUs each."""
+        return self.peak_pods * self.nodes_per_replica * self.resources.gpus
 
     @property
     def min_replicas(self) -> int:

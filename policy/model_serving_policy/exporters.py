@@ -140,6 +140,8 @@ EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {
             "kube_deployment_spec_replicas",
             "kube_deployment_status_replicas",
             "kube_deployment_status_replicas_available",
+            "kube_statefulset_replicas",
+            "kube_statefulset_status_replicas_ready",
             "kube_pod_status_phase",
             "kube_pod_status_unschedulable",
             "kube_pod_container_resource_requests",

@@ -38,10 +38,20 @@ WORKLOAD_POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("apps", "ReplicaSet"): ("spec", "template", "spec"),
     ("batch", "Job"): ("spec", "template", "spec"),
     ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template", "spec"),
+    # A multi-node model: the leader pod of each group serves the API (its workers hold the same resources).
+    ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): ("spec", "leaderWorkerTemplate", "leaderTemplate", "spec"),
 }
 
 #: The kinds an HPA can scale and a Deployment-style rollout applies to.
-SCALABLE_KINDS = {"Deployment", "StatefulSet", "ReplicaSet"}
+SCALABLE_KINDS = {"Deployment", "StatefulSet", "ReplicaSet", "LeaderWorkerSet"}
+
+
+def group_size(kind: str, props: Mapping[str, Any]) -> int:
+    """Pods per replica: a LeaderWorkerSet's group size, 1 for every other kind."""
+    if kind != "LeaderWorkerSet":
+        return 1
+    size = as_int(get(props, "spec", "leaderWorkerTemplate", "size"))
+    return 1 if size is None else size
 
 
 @dataclass(frozen=True)

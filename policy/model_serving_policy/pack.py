@@ -16,6 +16,7 @@ from .rules import (
     resources,
     routing,
     security,
+    weights,
 )
 
 PACK_NAME = "model-serving-policies"
@@ -28,6 +29,7 @@ def all_policies() -> list[Policy]:
         *resources.POLICIES,
         *gpu.POLICIES,
         *images.POLICIES,
+        *weights.POLICIES,
         *security.POLICIES,
         *autoscaling.POLICIES,
         *metrics.POLICIES,

@@ -79,8 +79,13 @@ def replica_range(ctx: StackContext, entry: StackEntry) -> ReplicaRange:
 
 
 def max_surge(entry: StackEntry, replicas: int) -> int:
-    """Extra pods a Deployment rollout may add at ``replicas`` (default maxSurge 25%,
-    rounded up as the Deployment controller does; 0 for Recreate and other kinds)."""
+    """Extra replicas a Deployment or LeaderWorkerSet rollout may add at ``replicas`` (a Deployment's default
+    maxSurge 25%, rounded up as the Deployment controller does; a LeaderWorkerSet's 0; 0 for Recreate and other
+    kinds)."""
+    if entry.identity.kind == "LeaderWorkerSet":
+        surge = k8s.get(entry.props, "spec", "rolloutStrategy", "rollingUpdateConfiguration", "maxSurge")
+        n = k8s.scaled_int_or_percent(0 if surge is None else surge, replicas, round_up=True)
+        return max(n or 0, 0)
     if entry.identity.kind != "Deployment":
         return 0
     strategy = k8s.mapping(k8s.get(entry.props, "spec", "strategy"))

@@ -53,6 +53,7 @@ def stack_nodes(stack: str, gpus_per_node: int, cpu_nodes: int) -> list[dict[str
     pool = config.gpu_pool
     if pool.gpu_budget is None:
         raise SystemExit(f"stacks/Pulumi.{stack}.yaml: model-serving:gpuPool.gpuBudget is needed to size the GPU nodes")
+    gpus_per_node = pool.gpus_per_node or gpus_per_node  # the pool's own node shape, when it says
     scheduling = gpu_scheduling(pool)
     taint = {"key": pool.taint.key, "value": pool.taint.value, "effect": pool.taint.effect}
     nodes = []
@@ -78,7 +79,9 @@ def stack_nodes(stack: str, gpus_per_node: int, cpu_nodes: int) -> list[dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="e2e", help="stack whose gpuPool the GPU nodes follow (default: e2e)")
-    parser.add_argument("--gpus-per-node", type=int, default=2, help="GPUs per GPU node (default: 2)")
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=2, help="GPUs per GPU node unless gpuPool.gpusPerNode says (default: 2)"
+    )
     parser.add_argument("--cpu-nodes", type=int, default=2, help="CPU-only nodes (default: 2)")
     args = parser.parse_args(argv)
     yaml.safe_dump_all(stack_nodes(args.stack, args.gpus_per_node, args.cpu_nodes), sys.stdout, sort_keys=False)

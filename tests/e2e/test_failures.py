@@ -12,13 +12,15 @@ from tests.project import Project
 
 
 def _only_llama(project: Project, stack: str, **changes: Any) -> list[dict[str, Any]]:
-    """The e2e stack's config under another stack name, with only its GPU model, changed as given: served by its
-    Service, without the canary and the Gateway (the e2e stack's own, which another stack must not take over)."""
+    """The e2e stack's config under another stack name, with only its 8B model, changed as given: served by its
+    Service, its cache an emptyDir, without the canary and the Gateway (the e2e stack's own, which another stack
+    must not take over)."""
     source = {k: v for k, v in project.config("e2e").items() if k != "gateway"}
     llama = copy.deepcopy(next(m for m in source["models"] if m["name"] == "llama"))
     for routed in ("routing", "canary"):
         llama.pop(routed, None)
     llama["service"] = {"type": "LoadBalancer", "port": 80, "sourceRanges": ["127.0.0.0/8"]}
+    llama["modelCache"] = {"type": "emptyDir", "size": "40Gi"}  # no prestage Job: the rollout is the subject
     llama.update(changes)
     config = {**source, "namespace": stack, "models": [llama], "gateway": None}
     project.stack_file(stack).write_text(project.stack_file("e2e").read_text())
@@ -35,7 +37,9 @@ def test_unschedulable_model_fails_in_bounded_time_naming_the_reason(e2e_project
         autoscaling={"minReplicas": 1, "maxReplicas": 1},
         rollout={"progressDeadlineSeconds": 30},
     )
-    pool = e2e_project.config("e2e")["gpuPool"]
+    # Without gpusPerNode, which would split a 4-GPU replica over two nodes (a LeaderWorkerSet) rather than ask
+    # for a node the cluster lacks.
+    pool = {k: v for k, v in e2e_project.config("e2e")["gpuPool"].items() if k != "gpusPerNode"}
     # Without the pool's DaemonSets (their exemptions are the e2e policy config's, not this stack's).
     daemons = {"devicePlugin": {"enabled": False}, "dcgmExporter": {"enabled": False}}
     e2e_project.edit_config("unschedulable", {"gpuPool": {**pool, **daemons}})

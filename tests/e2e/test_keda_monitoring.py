@@ -180,7 +180,7 @@ def test_the_embeddings_model_moves_to_keda_and_may_scale_to_zero(deployed: Stac
 
 def test_destroy_removes_the_new_objects(deployed: Stack, kube: Kube) -> None:
     deployed.make("destroy")
-    for namespace in ("e2e-llama", "e2e-embeddings", "e2e-reranker", "e2e-gateway", DCGM_NAMESPACE):
+    for namespace in ("e2e-llama", "e2e-llama-70b", "e2e-embeddings", "e2e-reranker", "e2e-gateway", DCGM_NAMESPACE):
         wait_until(f"namespace {namespace} to be gone", lambda ns=namespace: not kube.exists("namespace", ns))
     assert not kube.items("scaledobjects.keda.sh")
     assert not kube.items("servicemonitors.monitoring.coreos.com")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Kube, Stack, new_stack, wait_until
+from tests.e2e.conftest import Kube, Stack, new_stack, planned_objects, wait_until
 from tests.project import Project
 
 STACK = "e2e"
@@ -49,21 +49,48 @@ def test_up_creates_namespaces_with_pod_security(deployed: Stack, kube: Kube) ->
     assert plugin["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def _deployments(model: dict[str, Any]) -> set[str]:
-    """The Deployments of a model: its own, its canary's, and in mode inference-pool each pool's picker."""
-    tracks = [model["name"], *([f"{model['name']}-canary"] if "canary" in model else [])]
-    pickers = [f"{t}-epp" for t in tracks] if model.get("routing", {}).get("mode") == "inference-pool" else []
-    return {*tracks, *pickers}
-
-
 def test_every_deployment_is_available(deployed: Stack, kube: Kube) -> None:
-    for model in deployed.project.config(STACK)["models"]:
-        deployments = kube.items("deployments", f"e2e-{model['name']}")
-        assert {d["metadata"]["name"] for d in deployments} == _deployments(model)
+    planned = planned_objects(deployed.project, STACK)
+    for namespace in deployed.namespaces():
+        deployments = kube.items("deployments", namespace)
+        expected = sorted(n for n in planned["Deployment"] if n.startswith(f"{namespace}/"))
+        assert sorted(f"{namespace}/{d['metadata']['name']}" for d in deployments) == expected
         for deployment in deployments:
             assert _available(deployment), deployment["status"]
     plugin = kube.get("daemonset", "nvidia-device-plugin", "-n", "nvidia-device-plugin")["status"]
     assert plugin["numberReady"] == plugin["desiredNumberScheduled"] > 0
+
+
+def test_the_weights_were_pre_staged_before_the_rollout(deployed: Stack, kube: Kube) -> None:
+    llama = _model(deployed, "llama")
+    (job,) = kube.items("jobs", "e2e-llama")
+    assert job["metadata"]["name"] == f"llama-prestage-{llama['modelRevision'][:12]}"
+    assert job["status"].get("succeeded") == 1, job["status"]
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODEL_REVISION"] == llama["modelRevision"]
+    claim = kube.get("pvc", "llama-cache", "-n", "e2e-llama")
+    assert claim["status"]["phase"] == "Bound" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    # The Deployment was created after the Job completed, and its pods read the cache offline.
+    deployment = kube.get("deployment", "llama", "-n", "e2e-llama")
+    completed = next(c for c in job["status"]["conditions"] if c["type"] == "Complete")["lastTransitionTime"]
+    assert deployment["metadata"]["creationTimestamp"] >= completed
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["HF_HUB_OFFLINE"] == "1"
+    assert next(m for m in container["volumeMounts"] if m["mountPath"] == "/cache")["readOnly"] is True
+
+
+def test_the_multi_node_model_is_a_leader_worker_set_of_two_nodes(deployed: Stack, kube: Kube) -> None:
+    lws = kube.get("leaderworkersets.leaderworkerset.x-k8s.io", "llama-70b", "-n", "e2e-llama-70b")
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2 and lws["spec"]["replicas"] == 1
+    leader = template["leaderTemplate"]["spec"]["containers"][0]
+    args = leader["args"]
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    # The API server kept the pod templates' labels (their metadata schema is in the CRD).
+    assert template["workerTemplate"]["metadata"]["labels"]["model-serving.dev/role"] == "worker"
+    service = kube.get("service", "llama-70b", "-n", "e2e-llama-70b")
+    assert service["spec"]["selector"]["model-serving.dev/role"] == "leader"
 
 
 def test_gpu_pods_land_on_the_pool_with_whole_gpus(deployed: Stack, kube: Kube) -> None:
@@ -72,6 +99,8 @@ def test_gpu_pods_land_on_the_pool_with_whole_gpus(deployed: Stack, kube: Kube) 
     gpu_pods = 0
     for namespace in deployed.namespaces():
         for pod in kube.items("pods", namespace):
+            if pod["metadata"].get("ownerReferences", [{}])[0].get("kind") == "Job":
+                continue  # the prestage Job's, done
             assert pod["status"]["phase"] == "Running", pod["metadata"]["name"]
             limits = pod["spec"]["containers"][0]["resources"]["limits"]
             requests = pod["spec"]["containers"][0]["resources"]["requests"]
@@ -210,8 +239,8 @@ def test_promoting_the_canary_then_removing_it_converges(deployed: Stack, kube: 
     ]
     deployed.make("up")
     assert _backends(kube, "llama") == [("InferencePool", "llama", 0), ("InferencePool", "llama-canary", 100)]
-    # Promotion done: the model serves the canary's revision, and the canary goes.
-    llama["modelRevision"] = llama.pop("canary")["modelRevision"]
+    # Promotion done: the model runs the canary's image, and the canary goes.
+    llama["image"]["ref"] = llama.pop("canary")["image"]
     deployed.project.edit_config(STACK, {"models": models})
     deployed.make("up")
     assert _backends(kube, "llama") == [("InferencePool", "llama", 100)]
@@ -223,8 +252,8 @@ def test_promoting_the_canary_then_removing_it_converges(deployed: Stack, kube: 
         lambda: not kube.items("pods", "e2e-llama", selector="app.kubernetes.io/instance=llama-canary"),
         timeout=60,
     )
-    args = kube.get("deployment", "llama", "-n", "e2e-llama")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--revision") + 1] == llama["modelRevision"]
+    container = kube.get("deployment", "llama", "-n", "e2e-llama")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == llama["image"]["ref"]
 
 
 def test_destroy_leaves_nothing(deployed: Stack, kube: Kube) -> None:

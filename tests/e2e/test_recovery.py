@@ -9,9 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from components import plans, specs
-from components.config import SECRET_KEYS, parse_stack_config
-from tests.e2e.conftest import Kube, new_stack, wait_until
+from tests.e2e.conftest import Kube, new_stack, planned_objects, provide_cache_volumes, wait_until
 from tests.project import Project, restore_sigint
 
 
@@ -26,24 +24,6 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
             if item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default":
                 continue  # every namespace's own
             found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
-    return found
-
-
-def _planned(project: Project) -> dict[str, list[str]]:
-    """What the program registers for each model of the project's e2e stack, by kind: `namespace/name`."""
-    raw = {k: v for k, v in project.config("e2e").items() if k not in SECRET_KEYS}
-    stack = parse_stack_config(raw, has_hub_token=True)
-    scheduling = specs.gpu_scheduling(stack.gpu_pool)
-    found: dict[str, list[str]] = {}
-    for model in stack.models:
-        steps = [
-            *plans.model_deployment(model, "image", scheduling, "token"),
-            *plans.load_balanced_service(model, stack.monitoring, stack.gateway),
-            *plans.autoscaler(model, stack.monitoring),
-            *(plans.model_routing(model, stack.gateway, stack.monitoring) if model.routing.mode != "service" else []),
-        ]
-        for step in steps:
-            found.setdefault(step.obj["kind"], []).append(f"{model.namespace}/{step.obj['metadata']['name']}")
     return found
 
 
@@ -65,6 +45,7 @@ def _descendants(root: int) -> list[int]:
 
 def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, hub_token: str) -> None:
     stack = new_stack(e2e_project, "e2e", secrets={"hubToken": hub_token})
+    provide_cache_volumes(kube, e2e_project, "e2e")
     up = subprocess.Popen(
         ["make", "--silent", "-C", str(e2e_project.path), "up", "STACK=e2e"],
         env=e2e_project.environment(),
@@ -96,7 +77,7 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
     stack.make("preview", "PREVIEW_ARGS=--expect-no-changes")
 
     objects = _objects(kube, stack.namespaces())
-    expected = _planned(e2e_project)
+    expected = planned_objects(e2e_project, "e2e")
     for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
         assert sorted(objects.get(kind, [])) == sorted(expected.get(kind, [])), kind
     assert sorted(objects.get("ScaledObject", [])) == sorted(expected.get("ScaledObject", []))

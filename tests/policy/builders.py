@@ -333,6 +333,8 @@ TYPES = {
     "Role": "kubernetes:rbac.authorization.k8s.io/v1:Role",
     "RoleBinding": "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
     "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    "PersistentVolumeClaim": "kubernetes:core/v1:PersistentVolumeClaim",
+    "LeaderWorkerSet": "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet",
 }
 
 

@@ -47,6 +47,7 @@ EXPECTED_RULES = {
     "gpu-shared-memory",
     "gpu-budget",
     "container-images",
+    "model-revision",
     "pod-security",
     "hpa-replica-bounds",
     "hpa-target",

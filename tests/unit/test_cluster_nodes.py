@@ -26,8 +26,10 @@ nodes = _nodes_module()
 
 @pytest.mark.parametrize("per_node", [1, 2, 3])
 def test_gpu_nodes_add_up_to_the_budget_and_carry_the_pool_labels_and_taint(per_node: int) -> None:
-    budget = typed("e2e").gpu_pool.gpu_budget
+    pool = typed("e2e").gpu_pool
+    budget = pool.gpu_budget
     assert budget is not None
+    per_node = pool.gpus_per_node or per_node  # the stack's node shape wins over the default
     made = nodes.stack_nodes("e2e", per_node, 2)
     gpu = [n for n in made if "nvidia.com/gpu" in n["status"]["allocatable"]]
     cpu = [n for n in made if n not in gpu]

@@ -13,11 +13,28 @@ from hypothesis import strategies as st
 
 from components.config import ConfigError, parse_stack_config
 from tests.harness import STACKS, TEST_SECRETS, Failure, run_stack_failure
-from tests.unit.mocking import DELETE, edit, raw_config, stack_values
+from tests.unit.mocking import DELETE, edit, raw_config, stack_values, typed
 
 LLAMA_70B = {"params": 70.6e9, "layers": 80, "heads": 64, "kvHeads": 8, "headDim": 128}
 HUB_ONLY = {"hubToken": TEST_SECRETS["hubToken"]}
 REGISTRY_ONLY = {"registryPassword": TEST_SECRETS["registryPassword"]}
+
+
+def _peak_gpus(stack: str, edits: dict[str, Any] | None = None) -> int:
+    """The GPUs the stack's models may hold at once (what the gpuBudget check compares with the budget), read
+    with a budget that holds them all."""
+    return sum(m.peak_gpus for m in typed(stack, {**(edits or {}), "gpuPool.gpuBudget": 10_000}).models)
+
+
+def _peak_without_canaries(stack: str) -> int:
+    return _peak_gpus(stack) - sum(
+        (m.canary.replicas + m.rollout.max_surge) * m.resources.gpus for m in typed(stack).models if m.canary
+    )
+
+
+SURGE = {"models[0].rollout.maxSurge": 1}
+# A budget that holds the e2e models at peak but not their canaries.
+E2E_STABLE_PEAK = _peak_without_canaries("e2e")
 
 
 @dataclass(frozen=True)
@@ -169,34 +186,39 @@ MISTAKES = [
     ),
     Mistake("replicas-and-autoscaling", "dev", {"models[0].replicas": 2}, "models[0].replicas"),
     # GPU pool
-    # (prod's vLLM model is its only GPU user: 4 replicas at most, 1 GPU each.)
+    # (prod's GPU users: the 8B model's 4 replicas of 1 GPU, and the 70B model's replica of 2 nodes × 2 GPUs.)
     Mistake(
         "gpu-budget-too-small",
         "prod",
         {"gpuPool.gpuBudget": 3},
         "gpuPool.gpuBudget",
-        also=("4 GPUs at peak", "budget is 3"),
+        also=(f"{_peak_gpus('prod')} GPUs at peak", "budget is 3"),
     ),
     Mistake(
         "e2e-budget-below-the-llama-peak",
         "e2e",
         {"gpuPool.gpuBudget": 3},
         "gpuPool.gpuBudget",
-        also=("5 GPUs at peak",),  # llama's 4 replicas and its canary's 1
+        # llama's 4 replicas and its canary's 1, and llama-70b's replica of 2 nodes × 2 GPUs
+        also=(f"{_peak_gpus('e2e')} GPUs at peak",),
     ),
     Mistake(
         "e2e-canary-over-the-budget",
         "e2e",
-        {"gpuPool.gpuBudget": 4},
+        {"gpuPool.gpuBudget": E2E_STABLE_PEAK},
         "models[0].canary.replicas",
-        also=("is more than gpuPool.gpuBudget 4 holds", "4 without canaries"),
+        also=(
+            f"is more than gpuPool.gpuBudget {E2E_STABLE_PEAK} holds",
+            f"peak to {_peak_gpus('e2e')} GPUs",
+            f"{E2E_STABLE_PEAK} without canaries",
+        ),
     ),
     Mistake(
         "gpu-budget-too-small-with-surge",
         "prod",
-        {"gpuPool.gpuBudget": 4, "models[0].rollout.maxSurge": 1},
+        {"gpuPool.gpuBudget": 4, **SURGE},
         "gpuPool.gpuBudget",
-        also=("5 GPUs at peak",),
+        also=(f"{_peak_gpus('prod', SURGE)} GPUs at peak",),
     ),
     Mistake(
         "karpenter-without-budget", "prod", {"gpuPool.gpuBudget": DELETE}, "gpuPool.gpuBudget", also=("karpenter",)
@@ -237,8 +259,21 @@ MISTAKES = [
     Mistake(
         "rwo-cache-several-replicas",
         "prod",
-        {"models[0].modelCache.accessMode": "ReadWriteOnce"},
+        # Not pre-staged: a pre-staged cache must be ReadWriteMany anyway (the case below).
+        {"models[0].modelCache.accessMode": "ReadWriteOnce", "models[0].modelCache.prestage": DELETE},
         "models[0].modelCache.accessMode",
+        also=("more than one pod shares the cache",),
+    ),
+    Mistake(
+        "prestaged-cache-read-write-once",
+        "e2e",
+        {
+            "models[0].modelCache.accessMode": "ReadWriteOnce",
+            "models[0].autoscaling.maxReplicas": 1,
+            "models[0].canary": DELETE,
+        },
+        "models[0].modelCache.accessMode",
+        also=("must be ReadWriteMany with prestage",),
     ),
     Mistake(
         "rwo-cache-with-surge",
@@ -297,8 +332,15 @@ MISTAKES = [
         {"models[0].autoscaling.metric.type": "memory"},
         "models[0].autoscaling.metric.type",
     ),
-    # secrets
-    Mistake("hub-token-without-secret", "prod", {}, "models[0].hubToken", secrets=REGISTRY_ONLY, also=("--secret",)),
+    # secrets (one model asking for the token: the test below has every model that asks named)
+    Mistake(
+        "hub-token-without-secret",
+        "prod",
+        {"models[2].hubToken": DELETE},
+        "models[0].hubToken",
+        secrets=REGISTRY_ONLY,
+        also=("--secret",),
+    ),
     Mistake(
         "hub-token-in-plain-config",
         "prod",
@@ -497,6 +539,16 @@ def test_a_mistake_stops_the_program_with_one_error_naming_the_key(mistake: Mist
     # Nothing at all was registered, not even the Kubernetes provider, and nothing else was reported.
     assert failure.resources == []
     assert failure.logged_errors == []
+
+
+def test_a_missing_hub_token_names_every_model_that_asks_for_it() -> None:
+    failure = run_stack_failure("prod", config=stack_values("prod"), secrets=REGISTRY_ONLY)
+    message = str(failure.error)
+    asking = [i for i, m in enumerate(typed("prod").models) if m.hub_token]
+    assert len(asking) >= 2, asking
+    named = re.findall(r"model-serving:models\[(\d+)\]\.hubToken needs the secret model-serving:hubToken", message)
+    assert [int(i) for i in named] == asking, message
+    assert failure.resources == []
 
 
 def test_the_70b_message_names_both_keys_and_both_counts() -> None:

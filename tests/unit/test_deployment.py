@@ -40,7 +40,7 @@ def _container(m: ModelConfig) -> dict[str, Any]:
     return container
 
 
-LLAMA = model("prod", "llama-3-1-8b")  # vllm, sized from its architecture, hub token, RWX cache, HPA 2-4
+LLAMA = model("prod", "llama-3-1-8b")  # vllm, sized from its architecture, hub token, pre-staged RWX cache, 2-4
 EMBEDDINGS = model("prod", "embeddings")  # server engine, emptyDir cache, HPA 2-3
 MINILM = model("render")  # one fixed replica, no HPA
 MODELS = pytest.mark.parametrize("m", [LLAMA, EMBEDDINGS, MINILM], ids=lambda m: m.name)
@@ -310,6 +310,7 @@ def test_containers_state_their_own_high_uid_and_gid(m: ModelConfig) -> None:
 
 @MODELS
 def test_a_read_only_root_still_has_writable_tmp_cache_and_home(m: ModelConfig) -> None:
+    """A pre-staged cache is the exception: the Job wrote it, the pods only read it (offline)."""
     volumes = _volumes(m)
     writable = {
         path: mount
@@ -317,11 +318,27 @@ def test_a_read_only_root_still_has_writable_tmp_cache_and_home(m: ModelConfig) 
         if not mount.get("readOnly")
         and ("emptyDir" in volumes[mount["name"]] or "persistentVolumeClaim" in volumes[mount["name"]])
     }
-    assert {"/tmp", specs.CACHE_DIR} <= set(writable)
+    assert "/tmp" in writable
     assert "emptyDir" in volumes[writable["/tmp"]["name"]]
     env = {e["name"]: e["value"] for e in _container(m)["env"]}
-    for name in ("HOME", "HF_HOME", "XDG_CACHE_HOME"):
+    homes = ("HOME", "XDG_CACHE_HOME") if m.cache.prestage else ("HOME", "HF_HOME", "XDG_CACHE_HOME")
+    for name in homes:
         assert any(env[name] == path or env[name].startswith(f"{path}/") for path in writable), name
+    if not m.cache.prestage:
+        assert specs.CACHE_DIR in writable
+        return
+    cache = _mounts(m)[specs.CACHE_DIR]
+    assert specs.CACHE_DIR not in writable and cache["readOnly"] is True
+    assert "persistentVolumeClaim" in volumes[cache["name"]]
+    assert env["HF_HOME"] == specs.CACHE_DIR
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_only_the_prestaged_model_reads_its_cache_offline() -> None:
+    assert LLAMA.cache.prestage and not EMBEDDINGS.cache.prestage and not MINILM.cache.prestage
+    for m in (EMBEDDINGS, MINILM):
+        assert "HF_HUB_OFFLINE" not in {e["name"] for e in _container(m)["env"]}
+        assert not _mounts(m)[specs.CACHE_DIR].get("readOnly")
 
 
 @MODELS
@@ -435,7 +452,12 @@ def test_the_progress_deadline_outlasts_the_model_load(m: ModelConfig) -> None:
 def test_the_deployment_validates_against_the_schema(m: ModelConfig) -> None:
     validate_object(_deployment(m))
     validate_object(specs.service_account(m))
-    for obj in (specs.model_cache_claim(m), specs.disruption_budget(m), specs.hub_token_secret(m, "x")):
+    for obj in (
+        specs.model_cache_claim(m),
+        specs.disruption_budget(m),
+        specs.hub_token_secret(m, "x"),
+        specs.prestage_job(m, IMAGE),
+    ):
         if obj is not None:
             validate_object(obj)
 
@@ -478,6 +500,7 @@ def test_the_deployment_waits_for_its_identity_secret_and_cache(llama: Component
         llama.one("kubernetes:core/v1:ServiceAccount", LLAMA.name).urn,
         llama.one("kubernetes:core/v1:Secret", f"{LLAMA.name}-hub-token").urn,
         llama.one("kubernetes:core/v1:PersistentVolumeClaim", f"{LLAMA.name}-cache").urn,
+        llama.one("kubernetes:batch/v1:Job", specs.prestage_job_name(LLAMA)).urn,  # the pre-staged weights
     } <= dependencies
 
 
@@ -489,7 +512,8 @@ def test_an_unbound_cache_claim_does_not_block_the_update(llama: Components[Mode
 def test_every_object_is_a_child_of_the_component(llama: Components[ModelDeployment]) -> None:
     component = llama.one(COMPONENT, LLAMA.name)
     kinds = sorted(r.kind for r in llama.resources if r.parent == component.urn)
-    assert kinds == ["Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "ServiceAccount"]
+    # The Job: Llama's cache is pre-staged.
+    assert kinds == ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "ServiceAccount"]
     assert len(llama.resources) == len(kinds) + 1
     assert llama.component_outputs[component.urn] == {"deployment_name": LLAMA.name}
 

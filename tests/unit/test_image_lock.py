@@ -80,11 +80,12 @@ def test_every_unpinned_entry_is_reported_at_once() -> None:
 
 def test_refs_in_the_lock_are_pinned_and_the_others_stay_as_written() -> None:
     stack = typed("e2e")  # models with prebuilt refs
-    llama, embeddings, reranker = (m.image.ref for m in stack.models)
+    llama, embeddings, reranker, llama_70b = (m.image.ref for m in stack.models)
     assert llama is not None and embeddings is not None and embeddings == reranker
+    assert llama_70b is not None and llama_70b != embeddings
     pinned = pin_images(stack, {embeddings: PINNED, "unused:1": "unused" + DIGEST})
-    assert [m.image.ref for m in pinned.models] == [llama, PINNED, PINNED]
-    assert pinned.models[0] is stack.models[0]
+    assert [m.image.ref for m in pinned.models] == [llama, PINNED, PINNED, llama_70b]
+    assert pinned.models[0] is stack.models[0] and pinned.models[3] is stack.models[3]
     assert pinned.models[1].image.build is None
     assert pinned.models[1].name == "embeddings" and pinned.gpu_pool == stack.gpu_pool
 

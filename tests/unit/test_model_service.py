@@ -15,6 +15,7 @@ from tests.unit.mocking import Components, is_secret, model, resolve, run_compon
 
 SERVICE = "model-serving:index:ModelService"
 CLUSTER_SCOPED = {"Namespace", "RuntimeClass", "NodePool"}
+PROD_MODELS = [m.name for m in typed("prod").models]  # the 8B model, the embeddings server, the 70B model
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,13 @@ def _subtree(run: Run, name: str) -> list[Registered]:
 
 
 def test_each_model_gets_its_own_restricted_namespace(prod: Run) -> None:
-    for name, namespace in (("llama-3-1-8b", "prod-llama-3-1-8b"), ("embeddings", "prod-embeddings")):
+    expected = (
+        ("llama-3-1-8b", "prod-llama-3-1-8b"),
+        ("embeddings", "prod-embeddings"),
+        ("llama-3-1-70b", "prod-llama-3-1-70b"),
+    )
+    assert [name for name, _ in expected] == PROD_MODELS
+    for name, namespace in expected:
         ns = next(r for r in _subtree(prod, name) if r.kind == "Namespace")
         assert ns.name == ns.inputs["metadata"]["name"] == namespace
         assert ns.parent == prod.one(SERVICE, name).urn
@@ -52,7 +59,7 @@ def test_each_model_gets_its_own_restricted_namespace(prod: Run) -> None:
 
 
 def test_every_namespaced_object_of_a_model_is_in_its_namespace(prod: Run) -> None:
-    for name in ("llama-3-1-8b", "embeddings"):
+    for name in PROD_MODELS:
         namespace = prod.outputs[f"{name}_namespace"]
         objects = [r for r in _subtree(prod, name) if r.type.startswith("kubernetes:") and r.kind not in CLUSTER_SCOPED]
         assert len(objects) >= 6
@@ -70,7 +77,7 @@ def test_a_configured_namespace_is_used_but_never_default() -> None:
 
 
 def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> None:
-    owned = {r.urn for name in ("llama-3-1-8b", "embeddings") for r in _subtree(prod, name)}
+    owned = {r.urn for name in PROD_MODELS for r in _subtree(prod, name)}
     pool = prod.one("model-serving:index:GpuNodePool", "gpu")
     for resource in prod.resources:
         if resource.type in (SERVICE, "pulumi:providers:kubernetes") or pool.urn in (resource.urn, resource.parent):
@@ -84,17 +91,19 @@ def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> 
 
 
 def test_the_model_service_composes_the_six_parts(prod: Run) -> None:
-    for name in ("llama-3-1-8b", "embeddings"):
-        service = prod.one(SERVICE, name)
+    for m in typed("prod").models:
+        service = prod.one(SERVICE, m.name)
         children = sorted(r.type for r in prod.resources if r.parent == service.urn)
+        # The 70B model runs a fixed replica (no autoscaling): no Autoscaler.
         assert children == [
             "kubernetes:core/v1:Namespace",
-            "model-serving:index:Autoscaler",
+            *(["model-serving:index:Autoscaler"] if m.autoscaling is not None else []),
             "model-serving:index:LoadBalancedService",
             "model-serving:index:ModelDeployment",
             "model-serving:index:ModelImage",
             "model-serving:index:ModelMonitoring",
-        ]
+        ], m.name
+    assert model("prod", "llama-3-1-70b").autoscaling is None
 
 
 def test_without_autoscaling_there_is_no_autoscaler() -> None:
@@ -123,14 +132,19 @@ def _reaches(run: Run, start: Registered, target: str, deps: dict[str, list[str]
     return False
 
 
-def test_every_namespaced_object_is_created_after_its_namespace() -> None:
-    m = model("prod", "llama-3-1-8b")
+@pytest.mark.parametrize(
+    ("name", "workload"),
+    [("llama-3-1-8b", {"Deployment", "ScaledObject"}), ("llama-3-1-70b", {"LeaderWorkerSet"})],
+)
+def test_every_namespaced_object_is_created_after_its_namespace(name: str, workload: set[str]) -> None:
+    m = model("prod", name)
     run = _component(m)
     deps = {urn: options.dependencies for urn, options in run.options.items()}
     namespace = run.one("kubernetes:core/v1:Namespace", m.namespace).urn
     objects = [r for r in run.kubernetes_objects() if r.kind not in CLUSTER_SCOPED]
-    assert {r.kind for r in objects} >= {"Deployment", "Service", "Secret", "ScaledObject", "ServiceAccount"}
+    assert {r.kind for r in objects} >= {"Service", "Secret", "ServiceAccount", *workload}
     assert {r.kind for r in objects} >= {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
+    assert {r.kind for r in objects} >= {"PersistentVolumeClaim", "Job"}  # both pre-stage their weights
     for resource in objects:
         assert _reaches(run, resource, namespace, deps), resource.urn
 
@@ -184,5 +198,6 @@ def test_the_deployment_runs_the_image_the_model_service_reports() -> None:
 
 def test_the_stack_exports_every_models_outputs(prod: Run) -> None:
     assert set(prod.outputs) == {
-        f"{name}_{key}" for name in ("llama-3-1-8b", "embeddings") for key in ("endpoint", "image_ref", "namespace")
+        f"{name}_{key}" for name in PROD_MODELS for key in ("endpoint", "image_ref", "namespace")
     } | {"gpu_budget"}
+    assert "llama-3-1-70b_endpoint" in prod.outputs

@@ -32,7 +32,8 @@ PROD = typed("prod")
 MONITORING = PROD.monitoring
 LLAMA = model("prod", "llama-3-1-8b")  # vllm, GPU
 EMBEDDINGS = model("prod", "embeddings")  # server, CPU
-MODELS = [LLAMA, EMBEDDINGS]
+LLAMA_70B = model("prod", "llama-3-1-70b")  # vllm, GPU, a LeaderWorkerSet over two nodes
+MODELS = [LLAMA, EMBEDDINGS, LLAMA_70B]
 
 
 def _ids(m: ModelConfig) -> str:
@@ -140,8 +141,13 @@ def test_every_query_of_every_stack_names_only_listed_metrics(stack: str) -> Non
 
 
 def test_the_monitored_stacks_hold_queries() -> None:
-    # Llama's trigger; 2 × 4 alerts; panel targets: 6 per model (two for replicas), 2 more for Llama's GPUs.
-    assert len(_queries("prod")) == 1 + 2 * 4 + 6 + 6 + 2
+    # A KEDA trigger per KEDA model (the 8B Llama's); 4 alerts per model; panel targets: 6 per model (two for
+    # replicas), 2 more per GPU model (both Llamas).
+    models = PROD.models
+    triggers = sum(1 for m in models if m.keda)
+    gpu_models = sum(1 for m in models if m.resources.gpus)
+    assert (len(models), triggers, gpu_models) == (3, 1, 2)
+    assert len(_queries("prod")) == triggers + len(models) * 4 + len(models) * 6 + gpu_models * 2
 
 
 def test_the_component_registers_the_three_objects_as_its_children() -> None:
@@ -163,11 +169,19 @@ def test_the_monitoring_objects_validate(m: ModelConfig) -> None:
 
 def test_the_deployment_says_which_exporter_its_pods_are() -> None:
     for m in MODELS:
-        deployment = specs.deployment(m, "img:1", specs.gpu_scheduling(PROD.gpu_pool))
-        assert deployment["metadata"]["annotations"] == {EXPORTER_ANNOTATION: ENGINES[m.engine].exporter.name}
-        assert "annotations" not in deployment["spec"]["template"]["metadata"] or (
-            EXPORTER_ANNOTATION not in deployment["spec"]["template"]["metadata"]["annotations"]
-        ), "on the Deployment, so that adding it rolls no pod"
+        workload = specs.workload(m, "img:1", specs.gpu_scheduling(PROD.gpu_pool))
+        assert workload["kind"] == ("LeaderWorkerSet" if m.multi_node else "Deployment")
+        assert workload["metadata"]["annotations"] == {EXPORTER_ANNOTATION: ENGINES[m.engine].exporter.name}
+        spec = workload["spec"]
+        templates = (
+            [spec["leaderWorkerTemplate"]["leaderTemplate"], spec["leaderWorkerTemplate"]["workerTemplate"]]
+            if m.multi_node
+            else [spec["template"]]
+        )
+        for template in templates:
+            assert "annotations" not in template["metadata"] or (
+                EXPORTER_ANNOTATION not in template["metadata"]["annotations"]
+            ), "on the workload, so that adding it rolls no pod"
 
 
 def test_gateways_wake_on_metrics_of_listed_exporters() -> None:

@@ -55,7 +55,7 @@ def test_the_default_mode_is_a_service_and_routed_models_get_a_cluster_ip() -> N
         ({"models[0].modelRevision": "A" * 40}, "models[0].modelRevision", "40 lower-case hex"),
         ({"models[0].routing.path": "/llama"}, "models[0].routing.path", "is not valid"),
         ({"gateway.namespace": "e2e-embeddings"}, "models[1].namespace", "must differ from gateway.namespace"),
-        ({"gpuPool.gpuBudget": 4}, "models[0].canary.replicas", "is more than gpuPool.gpuBudget 4 holds"),
+        ({"gpuPool.gpuBudget": 8}, "models[0].canary.replicas", "is more than gpuPool.gpuBudget 8 holds"),
     ],
     ids=lambda v: v if isinstance(v, str) and v.startswith("models") else None,
 )
@@ -65,9 +65,13 @@ def test_bad_routing_config_is_refused_naming_the_key(edits: dict[str, Any], key
 
 
 def test_a_canary_running_what_the_model_runs_is_refused() -> None:
-    revision = LLAMA.model_revision
-    message = _error({"models[0].canary.modelRevision": revision})
+    message = _error({"models[0].canary.image": LLAMA.image.ref})
     assert "models[0].canary runs what the model runs" in message
+
+
+def test_a_prestaged_models_canary_cannot_serve_another_revision() -> None:
+    message = _error({"models[0].canary.modelRevision": "0" * 40})
+    assert "models[0].canary.modelRevision conflicts with modelCache.prestage" in message
 
 
 def test_a_created_gateway_no_model_uses_is_refused() -> None:
@@ -87,9 +91,10 @@ def test_the_canary_counts_against_the_gpu_budget() -> None:
 def test_the_canary_track_runs_the_canary_and_shares_the_model() -> None:
     canary = LLAMA.canary_track()
     assert canary.instance == "llama-canary" and canary.namespace == LLAMA.namespace
-    assert canary.model_revision == LLAMA.canary.model_revision != LLAMA.model_revision  # type: ignore[union-attr]
+    assert canary.image.ref == LLAMA.canary.image != LLAMA.image.ref  # type: ignore[union-attr]
+    assert canary.model_revision == LLAMA.model_revision and canary.cache == LLAMA.cache
     assert canary.replicas == 1 and canary.autoscaling is None and canary.canary is None
-    assert canary.image == LLAMA.image and canary.resources == LLAMA.resources
+    assert canary.resources == LLAMA.resources
 
 
 # --- builders -----------------------------------------------------------------------------------------------
@@ -166,8 +171,8 @@ def test_the_canary_and_stable_deployments_select_disjoint_pods() -> None:
     assert canary["spec"]["replicas"] == 1 and "replicas" not in stable["spec"]  # KEDA owns the stable count
     assert canary["spec"]["template"]["metadata"]["labels"][specs.TRACK_LABEL] == "canary"
     assert specs.TRACK_LABEL not in stable["spec"]["template"]["metadata"]["labels"]
-    args = canary["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--revision") + 1] == LLAMA.canary.model_revision  # type: ignore[union-attr]
+    (container,) = canary["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "a"  # the image ModelDeployment hands it: the canary's own
 
 
 def _picker_config(track: ModelConfig) -> dict[str, Any]:

@@ -21,6 +21,10 @@ PASSWORD = "SENTINEL-registry-password-77e2"
 SECRETS = {"hubToken": TOKEN, "registryPassword": PASSWORD}
 IMAGE = "docker:index/image:Image"
 SECRET = "kubernetes:core/v1:Secret"
+# prod's models that mount the hub token: each has a Secret of its own.
+HUB_TOKEN_SECRETS = sorted((SECRET, f"{m.name}-hub-token") for m in typed("prod").models if m.hub_token)
+# Where each secret value may be, under a secret path: the token in every hub-token Secret, the password in the image.
+CARRIERS = {TOKEN: HUB_TOKEN_SECRETS, PASSWORD: [(IMAGE, "embeddings")]}
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +65,8 @@ def test_the_hub_token_is_a_secret_input_of_the_kubernetes_secret(prod: Run) -> 
 @pytest.mark.parametrize("value", [TOKEN, PASSWORD])
 def test_no_secret_value_appears_in_any_non_secret_input_or_output(prod: Run, value: str) -> None:
     carriers = [r for r in prod.resources if value in json.dumps(r.inputs, default=str)]
-    # Not vacuous: the value is in the graph, under a secret path of exactly one resource.
-    assert len(carriers) == 1
+    # Not vacuous: the value is in the graph, under a secret path of exactly the resources expected to carry it.
+    assert sorted((r.type, r.name) for r in carriers) == CARRIERS[value]
     for resource in prod.resources:
         assert value not in _public_inputs(resource), resource.urn
     assert value not in json.dumps(prod.outputs, default=str)
@@ -72,8 +76,9 @@ def test_only_the_secret_paths_are_secret(prod: Run) -> None:
     secret_paths = {(r.type, r.name): r.secret_paths for r in prod.resources if r.secret_paths}
     assert secret_paths == {
         (IMAGE, "embeddings"): ["registry.password"],
-        (SECRET, "llama-3-1-8b-hub-token"): ["stringData"],
+        **{secret: ["stringData"] for secret in HUB_TOKEN_SECRETS},
     }
+    assert (SECRET, "llama-3-1-8b-hub-token") in secret_paths and (SECRET, "llama-3-1-70b-hub-token") in secret_paths
 
 
 def test_a_stack_that_needs_no_token_does_not_carry_one() -> None:
@@ -88,10 +93,10 @@ def test_a_stack_that_needs_no_token_does_not_carry_one() -> None:
     assert dev.one(IMAGE, "minilm").secret_paths == ["registry.password"]
 
 
-def test_a_second_model_with_a_hub_token_gets_its_own_secret() -> None:
+def test_another_model_with_a_hub_token_gets_its_own_secret() -> None:
     run = run_stack("prod", config=stack_values("prod", {"models[1].hubToken": True}), secrets=SECRETS)
     secrets = run.of_type(SECRET)
-    assert sorted(s.name for s in secrets) == ["embeddings-hub-token", "llama-3-1-8b-hub-token"]
+    assert sorted(s.name for s in secrets) == sorted(["embeddings-hub-token", *(name for _, name in HUB_TOKEN_SECRETS)])
     for secret in secrets:
         assert secret.secret_paths == ["stringData"]
         assert TOKEN not in _public_inputs(secret)

@@ -548,3 +548,300 @@ def test_cli_runs_as_a_script() -> None:
     )
     assert completed.returncode == 1, completed.stderr
     assert "Reason: Does not fit on gpus=1" in completed.stdout
+
+
+# --------------------------------------------------------------------------
+# More than one node: tensor parallel within a node, pipeline parallel across
+# --------------------------------------------------------------------------
+
+# Llama 3.1 405B with the unrounded 405.9e9 parameter count (LLAMA_31_405B
+# above keeps 405e9 for the single-node tests).
+LLAMA_31_405B_9 = replace(LLAMA_31_405B, params=405.9e9)
+
+# Shared by the hand computations below: 80 GiB GPUs at utilisation 0.9 give
+# floor(80 GiB x 0.9) = 72 GiB = 77_309_411_328 bytes usable per GPU; 16
+# sequences of 8192 tokens (already a multiple of the 16-token KV block) are
+# 131_072 tokens; overhead per GPU = 2 GiB (2_147_483_648) + ceil(5 % of the
+# GPU's weight shard) + 512 MiB (536_870_912) when the replica has > 1 GPU.
+USABLE_72_GIB = 77_309_411_328
+TOKENS_16_X_8192 = 8192 * 16
+
+
+def test_llama_31_70b_on_nodes_of_8_gpus_fits_one_node_at_tp4() -> None:
+    request = SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=8)
+    # weights = 70.6e9 x 2 = 141_200_000_000 bytes (131.50 GiB).
+    # TP1: 131.50 GiB of weights alone > 72 GiB.
+    # TP2: shard 70_600_000_000 + overhead (2_147_483_648 + 3_530_000_000 +
+    #   536_870_912 = 6_214_354_560) + KV (2 x 80 layers x 4 kv heads x 128 x 2
+    #   bytes = 163_840 per token x 131_072 = 21_474_836_480)
+    #   = 98_289_191_040 (91.54 GiB) > 72 GiB.
+    # TP4: shard 35_300_000_000 + overhead (2_147_483_648 + 1_765_000_000 +
+    #   536_870_912 = 4_449_354_560) + KV (2 x 80 x 2 x 128 x 2 = 81_920 per
+    #   token x 131_072 = 10_737_418_240) = 50_486_772_800 (47.02 GiB) fits.
+    result = size_model(request)
+    assert result.fits
+    assert result.reason == ""
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (4, 1)
+    assert (result.gpus_per_replica, result.nodes_per_replica) == (4, 1)
+    assert result.usable_bytes_per_gpu == USABLE_72_GIB
+    assert result.per_gpu_bytes == 35_300_000_000 + 4_449_354_560 + 10_737_418_240 == 50_486_772_800
+    assert size_model(replace(request, gpus=2)).per_gpu_bytes == 98_289_191_040
+    # The node size only caps the search: the same answer as without it.
+    assert result == size_model(replace(request, gpus_per_node=None))
+
+
+def test_llama_31_70b_on_nodes_of_2_gpus_is_tp2_x_pp2_over_2_nodes() -> None:
+    request = SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=2)
+    # One node: TP1 and TP2 do not fit (91.54 GiB per GPU at TP2, above).
+    # TP2 x PP2: ceil(80 / 2) = 40 layers per stage.
+    #   shard = 141_200_000_000 x 40 / 80 / 2 = 35_300_000_000
+    #   overhead = 2_147_483_648 + 1_765_000_000 + 536_870_912 = 4_449_354_560
+    #   KV = 2 x 40 layers x 4 kv heads x 128 x 2 bytes = 81_920 per token
+    #        x 131_072 tokens = 10_737_418_240 (10 GiB)
+    #   per GPU = 50_486_772_800 (47.02 GiB) <= 72 GiB: fits on 2 nodes.
+    result = size_model(request)
+    assert result.fits
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (2, 2)
+    assert (result.gpus_per_replica, result.nodes_per_replica) == (4, 2)
+    assert result.per_gpu_bytes == 35_300_000_000 + 4_449_354_560 + 10_737_418_240 == 50_486_772_800
+    # Summed over the 4 GPUs: KV 2 GPUs x 131_072 x (81_920 + 81_920) = 40 GiB,
+    # overhead 4 x 4_449_354_560.
+    assert result.kv_cache_bytes == 40 * GiB
+    assert result.overhead_bytes == 4 * 4_449_354_560
+    assert result.total_bytes == 141_200_000_000 + 40 * GiB + 4 * 4_449_354_560
+    # Capacity: (72 GiB - 35_300_000_000 - 4_449_354_560) // 81_920 = 458_496
+    # tokens, already a whole number of 16-token blocks.
+    assert result.kv_cache_capacity_tokens == 458_496
+    # Per pod (one per node, 2 GPUs): shm 2 GiB; host 4 + 2 x 2 GiB + 32.875
+    # GiB of shard + 2 GiB shm = 42.875, rounded up to 43 GiB.
+    assert result.shm_bytes == 2 * GiB
+    assert result.host_memory_bytes == 43 * GiB
+    assert result.reason == (
+        "70.6B parameters in bf16 with 16 x 8192 tokens of KV cache need"
+        " 91.54 GiB per GPU on one node of gpus_per_node=2 (at tensor parallel"
+        " 2), more than the 72.00 GiB usable per GPU (80.00 GiB x 0.9), so the"
+        " model is split as tensor parallel 2 x pipeline parallel 2 over 2 nodes"
+        " (4 GPUs, 40 of 80 layers per stage) at 47.02 GiB per GPU."
+    )
+    # Checking the same layout explicitly: gpus=4 on nodes of 2 is TP2 x PP2.
+    explicit = size_model(replace(request, gpus=4))
+    assert explicit.fits
+    assert (explicit.tensor_parallel_size, explicit.pipeline_parallel_size) == (2, 2)
+    assert explicit.per_gpu_bytes == result.per_gpu_bytes
+    assert "gpus=4 span 2 nodes" in explicit.reason
+
+
+def test_llama_31_405b_on_nodes_of_8_gpus_is_tp8_x_pp2() -> None:
+    request = SizingRequest(LLAMA_31_405B_9, max_model_len=8192, max_num_seqs=16, gpus_per_node=8)
+    # weights = 405.9e9 x 2 = 811_800_000_000 bytes (756.05 GiB).
+    # One node, TP8: shard 101_475_000_000 (94.51 GiB) > 72 GiB already.
+    # TP8 x PP2: ceil(126 / 2) = 63 layers per stage.
+    #   shard = 811_800_000_000 x 63 / 126 / 8 = 50_737_500_000
+    #   overhead = 2_147_483_648 + 2_536_875_000 + 536_870_912 = 5_221_229_560
+    #   KV = 2 x 63 layers x 1 kv head (8 / 8) x 128 x 2 bytes = 32_256 per
+    #        token x 131_072 tokens = 4_227_858_432 (3.94 GiB)
+    #   per GPU = 60_186_587_992 (56.05 GiB) <= 72 GiB: fits on 2 nodes.
+    result = size_model(request)
+    assert result.fits
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (8, 2)
+    assert (result.gpus_per_replica, result.nodes_per_replica) == (16, 2)
+    assert result.per_gpu_bytes == 50_737_500_000 + 5_221_229_560 + 4_227_858_432 == 60_186_587_992
+    assert result.shm_bytes == 8 * GiB  # per pod of 8 GPUs
+    assert "tensor parallel 8 x pipeline parallel 2 over 2 nodes (16 GPUs" in result.reason
+    assert size_model(replace(request, gpus=8)).per_gpu_bytes > USABLE_72_GIB
+    assert min_gpus_for_weights(request) == 16
+    explicit = size_model(replace(request, gpus=16))
+    assert explicit.fits
+    assert explicit.per_gpu_bytes == result.per_gpu_bytes
+
+
+def test_uneven_stages_are_sized_by_the_busiest() -> None:
+    # 80 layers over 3 stages: 27, 27 and 26 layers.
+    result = size_model(SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=2, gpus=6))
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size, result.nodes_per_replica) == (2, 3, 3)
+    # Busiest GPU: shard ceil(141_200_000_000 x 27 / 80 / 2) = 23_827_500_000;
+    # overhead 2_147_483_648 + 1_191_375_000 + 536_870_912 = 3_875_729_560;
+    # KV 2 x 27 x 4 x 128 x 2 = 55_296 per token x 131_072.
+    assert result.per_gpu_bytes == 23_827_500_000 + 3_875_729_560 + 55_296 * TOKENS_16_X_8192
+    # The stages together hold every layer once: the same KV as one node at TP2.
+    assert (
+        result.kv_cache_bytes
+        == size_model(SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus=2)).kv_cache_bytes
+    )
+    # The 26-layer stage: shard 141_200_000_000 x 26 / 160 = 22_945_000_000,
+    # overhead 2_147_483_648 + 1_147_250_000 + 536_870_912 = 3_831_604_560.
+    assert result.overhead_bytes == 2 * (2 * 3_875_729_560 + 3_831_604_560)
+
+
+def test_llama_31_405b_refused_when_max_nodes_is_1() -> None:
+    request = SizingRequest(LLAMA_31_405B_9, max_model_len=8192, max_num_seqs=16, gpus_per_node=8, max_nodes=1)
+    result = size_model(request)
+    assert not result.fits
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size, result.nodes_per_replica) == (8, 1, 1)
+    assert result.reason.startswith("No split fits on nodes of gpus_per_node=8 GPUs within max_nodes=1")
+    assert "the largest split tried is tensor parallel 8 on one node" in result.reason
+    assert "94.51 GiB of bf16 weights" in result.reason
+    assert "allow 2 nodes (max_nodes=2)" in result.reason
+    assert "use GPUs with more memory" in result.reason
+    assert "quantized dtype" in result.reason
+    # Lowering the context cannot help when the weights alone do not fit.
+    assert "max_model_len" not in result.reason
+
+
+def test_refusal_over_several_nodes_names_the_largest_split() -> None:
+    # 256 sequences of 32768 tokens need far more KV cache than 2 x 2 GPUs hold.
+    request = SizingRequest(LLAMA_31_70B, max_model_len=32768, max_num_seqs=256, gpus_per_node=2, max_nodes=2)
+    result = size_model(request)
+    assert not result.fits
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size, result.gpus_per_replica) == (2, 2, 4)
+    assert "largest split tried is tensor parallel 2 x pipeline parallel 2 over 2 nodes (4 GPUs)" in result.reason
+    assert "the KV cache for 256 x 32768 tokens" in result.reason
+    assert "lower max_model_len or max_num_seqs" in result.reason
+    assert result.reason.endswith(".")
+
+
+def test_max_gpus_caps_the_tensor_parallel_size_of_a_split() -> None:
+    request = SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=8, max_gpus=2)
+    result = size_model(request)
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (2, 2)
+    assert result.per_gpu_bytes == 50_486_772_800
+
+
+def test_pipeline_stages_are_limited_by_layers() -> None:
+    tiny = ModelArchitecture(params=200e9, layers=2, heads=8, kv_heads=8, head_dim=128)
+    result = size_model(SizingRequest(tiny, gpus_per_node=1, max_nodes=8))
+    assert not result.fits
+    assert result.pipeline_parallel_size == 2
+    assert "max_nodes=8 (at most layers=2 pipeline stages)" in result.reason
+
+
+def test_explicit_gpus_not_a_multiple_of_gpus_per_node() -> None:
+    with pytest.raises(SizingError, match=r"^gpus must be at most gpus_per_node=8 .*multiple.*\(got 12\)") as info:
+        size_model(SizingRequest(LLAMA_31_405B_9, gpus_per_node=8, gpus=12))
+    assert info.value.field == "gpus"
+
+
+def test_explicit_gpus_over_nodes_must_give_a_valid_split() -> None:
+    # Qwen2.5-7B has 28 heads: 8 GPUs per node is not a tensor-parallel size.
+    with pytest.raises(SizingError, match=r"^gpus spans nodes.*valid sizes: 1, 2, 4") as info:
+        size_model(SizingRequest(QWEN_25_7B, gpus_per_node=8, gpus=16))
+    assert info.value.field == "gpus"
+    with pytest.raises(SizingError, match=r"^gpus spans more nodes than the model has layers=28") as info:
+        size_model(SizingRequest(QWEN_25_7B, gpus_per_node=1, gpus=29))
+    assert info.value.field == "gpus"
+    # Up to gpus_per_node, gpus is one node, checked as without gpus_per_node.
+    one_node = SizingRequest(LLAMA_31_8B, gpus=4, gpus_per_node=8)
+    assert size_model(one_node) == size_model(replace(one_node, gpus_per_node=None))
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "field", "message"),
+    [
+        ({"gpus_per_node": 0}, "gpus_per_node", "gpus_per_node must be positive"),
+        ({"gpus_per_node": -8}, "gpus_per_node", "gpus_per_node must be positive"),
+        ({"gpus_per_node": "8"}, "gpus_per_node", "gpus_per_node must be an integer"),
+        ({"gpus_per_node": True}, "gpus_per_node", "gpus_per_node must be an integer"),
+        ({"max_nodes": 0}, "max_nodes", "max_nodes must be positive"),
+        ({"max_nodes": 2.0}, "max_nodes", "max_nodes must be an integer"),
+    ],
+)
+def test_invalid_node_inputs_name_the_field(request_kwargs: dict[str, object], field: str, message: str) -> None:
+    request = SizingRequest(LLAMA_31_8B, **request_kwargs)  # type: ignore[arg-type]
+    with pytest.raises(SizingError, match=f"^{message}") as info:
+        size_model(request)
+    assert info.value.field == field
+
+
+def test_multi_node_to_json_round_trips() -> None:
+    result = size_model(SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=2))
+    data = result.to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert (data["pipeline_parallel_size"], data["nodes_per_replica"]) == (2, 2)
+    assert SizingResult(**data) == result  # type: ignore[arg-type]
+    single = size_model(SizingRequest(LLAMA_31_8B)).to_json()
+    assert (single["pipeline_parallel_size"], single["nodes_per_replica"]) == (1, 1)
+
+
+@FAST
+@given(requests(), st.sampled_from([1, 2, 4, 8, 16]), st.integers(1, 8))
+def test_splits_are_valid_and_minimal(request: SizingRequest, per_node: int, max_nodes: int) -> None:
+    nodes = replace(request, gpus_per_node=per_node, max_nodes=max_nodes)
+    result = size_model(nodes)
+    tp, pp = result.tensor_parallel_size, result.pipeline_parallel_size
+    arch = request.architecture
+    assert tp in valid_tensor_parallel_sizes(arch, min(request.max_gpus, per_node))
+    assert 1 <= pp <= min(max_nodes, arch.layers)
+    assert result.nodes_per_replica == pp
+    assert result.gpus_per_replica == tp * pp
+    assert result.fits == (result.per_gpu_bytes <= result.usable_bytes_per_gpu)
+    if pp > 1:
+        # Only when no size fits on one node, at the largest size, with the fewest nodes.
+        assert tp == valid_tensor_parallel_sizes(arch, min(request.max_gpus, per_node))[-1]
+        assert not size_model(replace(nodes, gpus=tp)).fits
+        assert result.reason
+        if result.fits and pp > 2:
+            assert not size_model(replace(nodes, gpus=tp * (pp - 1), gpus_per_node=tp)).fits
+    single = size_model(request)
+    if single.fits and single.tensor_parallel_size <= per_node:
+        # Whatever fits on one node without gpus_per_node is unchanged by it.
+        assert result == single
+    if not single.fits and per_node >= request.max_gpus:
+        assert pp > 1 or not result.fits
+
+
+def test_cli_splits_70b_over_nodes_of_2_gpus(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*LLAMA_70B_ARGS, "--max-model-len", "8192", "--max-num-seqs", "16", "--gpus-per-node", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert lines["Tensor parallel size"].split()[-1] == "2"
+    assert lines["Pipeline parallel size"].split()[-1] == "2"
+    assert lines["GPUs per replica"].split()[-1] == "4"
+    assert lines["Nodes per replica"].split()[-1] == "2"
+    assert "over 4 GPU(s) on 2 nodes" in lines["Total"]
+    assert "47.02 GiB" in lines["Per GPU"]
+    assert lines["/dev/shm"].endswith("per pod (one per node)")
+    assert "Reason: 70.6B parameters in bf16" in out
+    assert len({line.index("GiB") for line in out.splitlines() if "GiB" in line and ":" not in line}) == 1
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tensor_parallel_size"] == data["pipeline_parallel_size"] == data["nodes_per_replica"] == 2
+    assert data["gpus_per_replica"] == 4
+    assert data["per_gpu_bytes"] == 50_486_772_800
+
+
+def test_cli_single_node_json_has_pipeline_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*LLAMA_8B_ARGS, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pipeline_parallel_size"] == data["nodes_per_replica"] == 1
+    assert main(LLAMA_8B_ARGS) == 0
+    lines = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["Pipeline parallel size"].split()[-1] == "1"
+    assert lines["Nodes per replica"].split()[-1] == "1"
+
+
+def test_cli_max_nodes_too_small_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*LLAMA_70B_ARGS, "--max-model-len", "8192", "--max-num-seqs", "16", "--gpus-per-node", "2"]
+    assert main([*args, "--max-nodes", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "Reason: No split fits on nodes of gpus_per_node=2 GPUs within max_nodes=1" in out
+    assert "allow 2 nodes (max_nodes=2)" in out
+
+
+def test_cli_explicit_gpus_over_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*LLAMA_70B_ARGS, "--max-model-len", "8192", "--max-num-seqs", "16", "--gpus-per-node", "2"]
+    assert main([*args, "--gpus", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["tensor_parallel_size"], data["pipeline_parallel_size"]) == (2, 2)
+    assert main([*args, "--gpus", "3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "argument --gpus: gpus must be at most gpus_per_node=2" in captured.err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--gpus-per-node", "0"), ("--max-nodes", "0"), ("--max-nodes", "two")])
+def test_cli_bad_node_flags_exit_2_naming_them(capsys: pytest.CaptureFixture[str], flag: str, value: str) -> None:
+    assert main([*LLAMA_8B_ARGS, flag, value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"argument {flag}:" in captured.err

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, STACKS, TEST_IMAGE_LOCK, Run, run_stack
+from tests.harness import ROOT, STACKS, TEST_IMAGE_LOCK, Registered, Run, run_stack
 from tests.kube_checks import check_name, manifest, validate_object
-from tests.unit.mocking import DELETE, stack_values, typed
+from tests.unit.mocking import DELETE, model, stack_values, typed
 
 COMPONENT_TOKENS = {
     "model-serving:index:GpuNodePool",
@@ -58,13 +58,23 @@ def test_every_object_is_parented_by_a_component(run: Run) -> None:
     assert {r.type for r in run.resources if not r.custom} <= COMPONENT_TOKENS
 
 
+def _pod_templates(resource: Registered) -> list[dict[str, Any]]:
+    """The pod templates of a workload: a LeaderWorkerSet has two (leader and worker)."""
+    spec = resource.inputs["spec"]
+    if resource.kind == "LeaderWorkerSet":
+        group = spec["leaderWorkerTemplate"]
+        return [group["leaderTemplate"], group["workerTemplate"]]
+    return [spec["template"]]
+
+
 def test_every_container_states_its_user_and_a_read_only_root(run: Run) -> None:
     """Every container of every workload says who it runs as, itself; only the device plugin and the DCGM exporter
     are root."""
     for resource in run.kubernetes_objects():
-        if resource.kind not in ("Deployment", "DaemonSet"):
+        if resource.kind not in ("Deployment", "DaemonSet", "LeaderWorkerSet", "Job"):
             continue
-        for container in resource.inputs["spec"]["template"]["spec"]["containers"]:
+        containers = [c for template in _pod_templates(resource) for c in template["spec"]["containers"]]
+        for container in containers:
             context = container["securityContext"]
             assert "runAsUser" in context and "runAsGroup" in context, resource.urn
             assert context["readOnlyRootFilesystem"] is True, resource.urn
@@ -145,15 +155,28 @@ def test_dev_stack_builds_the_app_image_and_autoscales_one_to_two() -> None:
     assert run.of_type("kubernetes:policy/v1:PodDisruptionBudget")
 
 
+def _arg(container: dict[str, Any], flag: str) -> str:
+    args: list[str] = container["args"]
+    return args[args.index(flag) + 1]
+
+
 def test_prod_stack_graph() -> None:
     run = run_stack("prod")
     kinds = _kinds(run)
-    assert kinds["Deployment"] == 2
-    # Llama scales with KEDA (its ScaledObject, no HPA), the embeddings server with an HPA.
+    stack = typed("prod")
+    # The 8B Llama and the embeddings server are Deployments; the 70B Llama spans two nodes: a LeaderWorkerSet.
+    assert [m.name for m in stack.models if m.multi_node] == ["llama-3-1-70b"]
+    assert kinds["Deployment"] == 2 and kinds["LeaderWorkerSet"] == 1
+    # Llama scales with KEDA (its ScaledObject, no HPA), the embeddings server with an HPA; the 70B model with none.
     assert kinds["HorizontalPodAutoscaler"] == kinds["ScaledObject"] == 1
-    assert kinds["PodDisruptionBudget"] == 2
+    assert kinds["PodDisruptionBudget"] == 2  # not the 70B model's single replica
     assert kinds["NodePool"] == 1
-    assert kinds["ServiceMonitor"] == 3 and kinds["PrometheusRule"] == 2  # two models and the DCGM exporter
+    # Both Llamas pre-stage their weights into their PVC with a Job.
+    prestaged = [m for m in stack.models if m.cache.prestage]
+    assert [m.name for m in prestaged] == ["llama-3-1-8b", "llama-3-1-70b"]
+    assert kinds["Job"] == kinds["PersistentVolumeClaim"] == len(prestaged)
+    # A ServiceMonitor per model and the DCGM exporter's; a PrometheusRule per model.
+    assert kinds["ServiceMonitor"] == len(stack.models) + 1 and kinds["PrometheusRule"] == len(stack.models) == 3
     node_pool = run.one("kubernetes:karpenter.sh/v1:NodePool", "gpu")
     assert node_pool.inputs["spec"]["limits"] == {"nvidia.com/gpu": "8"}
     scaled = run.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-8b").inputs["spec"]
@@ -173,6 +196,20 @@ def test_prod_stack_graph() -> None:
     args = llama.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "1"
     assert args[args.index("--max-model-len") + 1] == "8192"
+    # The 70B model: one replica of two pods (one per node, 2 GPUs each), served by the leader pods.
+    big = model("prod", "llama-3-1-70b")
+    lws = run.one("kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet", big.name).inputs["spec"]
+    assert lws["replicas"] == big.replicas == 1
+    assert lws["leaderWorkerTemplate"]["size"] == big.nodes_per_replica == 2
+    leader = lws["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert _arg(leader, "--tensor-parallel-size") == "2" and _arg(leader, "--pipeline-parallel-size") == "2"
+    svc = run.one("kubernetes:core/v1:Service", big.name).inputs["spec"]
+    assert svc["type"] == "LoadBalancer" and svc["loadBalancerSourceRanges"]
+    assert svc["selector"]["model-serving.dev/role"] == "leader"
+    assert svc["selector"].items() <= lws["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["labels"].items()
+    assert "@sha256:" in run.outputs[f"{big.name}_image_ref"]
+    assert not any(r.name == big.name for r in run.of_type("kubernetes:policy/v1:PodDisruptionBudget"))
 
 
 def test_namespaced_objects_wait_for_their_namespace(run: Run) -> None:
@@ -238,7 +275,7 @@ def test_a_gpu_stack_registers_its_gpu_node_pool() -> None:
     assert _pool_objects(run) == sorted([*POOL_OBJECTS, *DCGM_OBJECTS, ("NodePool", "gpu")])
     pod = run.one("kubernetes:apps/v1:Deployment", "llama").inputs["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "nvidia"
-    assert run.outputs["gpu_budget"] == typed("e2e").gpu_pool.gpu_budget == 6
+    assert run.outputs["gpu_budget"] == typed("e2e").gpu_pool.gpu_budget == 10
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -256,7 +293,13 @@ def test_the_program_registers_the_pool_exactly_when_the_config_needs_it(stack: 
         pytest.param("render", {"models[0].engine": "vllm"}, True, id="a-gpu-engine-default"),
         pytest.param("prod", {"gpuPool.karpenter": DELETE}, True, id="gpus-sized-from-the-architecture"),
         pytest.param("render", KARPENTER, True, id="karpenter-asks-for-a-node-pool"),
-        pytest.param("e2e", {"models[0]": DELETE, "gpuPool.karpenter": DELETE}, False, id="the-gpu-model-removed"),
+        # every GPU model (llama, llama-70b) removed; the last first, so that the indices hold
+        pytest.param(
+            "e2e",
+            {"models[3]": DELETE, "models[0]": DELETE, "gpuPool.karpenter": DELETE},
+            False,
+            id="the-gpu-model-removed",
+        ),
     ],
 )
 def test_the_pool_is_needed_for_a_gpu_model_or_karpenter(stack: str, edits: dict[str, Any], needed: bool) -> None:

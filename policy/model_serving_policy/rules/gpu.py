@@ -265,7 +265,7 @@ def _check_shared_memory(ctx: ResourceContext) -> None:
 
 #: Workload kinds counted against the budget (DaemonSets scale with nodes, CronJobs with
 #: time; neither is counted).
-BUDGET_KINDS = {"Deployment", "StatefulSet", "ReplicaSet", "Pod", "Job"}
+BUDGET_KINDS = {"Deployment", "StatefulSet", "ReplicaSet", "Pod", "Job", "LeaderWorkerSet"}
 
 
 def _check_gpu_budget(ctx: StackContext) -> None:
@@ -298,13 +298,16 @@ def _check_gpu_budget(ctx: StackContext) -> None:
                 continue
             rr = scaling.replica_range(ctx, w)
             surge = scaling.max_surge(w, rr.maximum)
-            pods = rr.maximum + surge
+            group = k8s.group_size(w.identity.kind, w.props)  # a multi-node replica's pods
+            pods = (rr.maximum + surge) * group
             demand += pods * per_pod
             source = "replicas"
             if rr.hpa is not None:
                 source = "ScaledObject maxReplicaCount" if scaling.is_scaled_object(rr.hpa) else "HPA maxReplicas"
+            groups = f" x {group} pods per replica" if group > 1 else ""
             lines.append(
-                f"{w.describe()}: ({rr.maximum} {source} + {surge} maxSurge) x {_fmt(per_pod)} = {_fmt(pods * per_pod)}"
+                f"{w.describe()}: ({rr.maximum} {source} + {surge} maxSurge){groups} x {_fmt(per_pod)} = "
+                f"{_fmt(pods * per_pod)}"
             )
     if not lines:
         return
