@@ -74,7 +74,10 @@ app_image_build() {
 
 app_image() {
 	local cache=$1 tag=$2 logfile=$3
+	docker_lib_log "step 1/3: the Debian base image ($APP_BASE_TAG)"
 	app_image_base "$cache"
+	docker_lib_log "step 2/3: the build context and its wheels"
 	app_image_context "$cache"
+	docker_lib_log "step 3/3: the image ($tag)"
 	app_image_build "$tag" "$APP_BASE_TAG" "$logfile" "$cache/context"
 }

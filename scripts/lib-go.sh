@@ -1,8 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the installers that build tools from Go modules (install-pulumi, install-k8s).
-# Callers define say() and die() and set TOOLS (scripts/lib-tools.sh).
-
-elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# Callers define say() and die(), source scripts/lib-tools.sh (elapsed) and set TOOLS.
 
 # go_env: Go state under $TOOLS/go (GOPATH, GOMODCACHE, GOCACHE), so nothing is written to $HOME and one cache
 # serves every tool; static binaries.

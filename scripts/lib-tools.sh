@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by the tool installers: where built tools live.
+# Sourced by the tool installers and the local cluster: where built tools live, and progress lines.
 #
 # Builds are slow (the Pulumi CLI and provider, Kubernetes, etcd, kwok: about 35 minutes cold on 2 cores) and
 # the same for every clone of the project, so they live in one per-user cache outside the clone,
@@ -19,4 +19,15 @@ tools_dir() {
 	mkdir -p "$root/.tools/bin"
 	# The resolved path: Go caches and stamps then look the same from every clone.
 	(cd "$root/.tools" && pwd -P)
+}
+
+# elapsed SECONDS: "1m05s".
+elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# step TEXT...: announce the next step of a long operation, numbered out of STEPS (the caller sets it) with the time
+# since the script started: "==> [2/7 0m41s] etcd v3.7.3".
+STEP=0
+step() {
+	STEP=$((STEP + 1))
+	printf '==> [%d/%s %s] %s\n' "$STEP" "${STEPS:-?}" "$(elapsed "$SECONDS")" "$*"
 }
