@@ -140,11 +140,15 @@ test: venv pulumi k8s lint docs
 	$(MAKE) image-test
 	$(MAKE) e2e
 
-# Several minutes: mocks (ModelService vs a raw program), suites, CLI previews, image sizes -> bench/results.json.
-# pyinstrument (bench/requirements.txt) profiles what misses a goal. BENCH_ARGS: e.g. --skip image (python -m bench -h).
-bench: venv pulumi
+# Several minutes: mocks (ModelService vs a raw program), suites, CLI previews, image sizes, serving, up/destroy on
+# the local cluster (started and stopped here unless already running) -> bench/results.json. pyinstrument
+# (bench/requirements.txt) profiles what misses a goal. BENCH_ARGS: e.g. --skip image (python -m bench -h).
+bench: venv pulumi k8s
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; fi; \
+	scripts/local-cluster up || { if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit 1; }; \
+	status=0; $(BIN)/python -m bench $(BENCH_ARGS) || status=$$?; \
+	if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit $$status
 
 clean:
 	rm -rf rendered site .pytest_cache .ruff_cache .mypy_cache

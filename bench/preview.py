@@ -78,7 +78,7 @@ def _pulumi(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _copy(dest: Path, program: Path | None) -> Path:
+def _copy(dest: Path, program: Path | None, stacks: tuple[str, ...] = (STACK,)) -> Path:
     dest.mkdir(parents=True)
     for name in COPIED:
         source = ROOT / name
@@ -91,9 +91,10 @@ def _copy(dest: Path, program: Path | None) -> Path:
     for name in LINKED:
         (dest / name).symlink_to(ROOT / name)
     (dest / ".pulumi-state").mkdir()
-    _pulumi(dest, "stack", "init", STACK)
-    _pulumi(dest, "config", "set", "--stack", STACK, "model-serving:imageRefOverride", PREBUILT)
-    _pulumi(dest, "config", "set", "--secret", "--stack", STACK, "model-serving:hubToken", "hf_bench_only")
+    for stack in stacks:
+        _pulumi(dest, "stack", "init", stack)
+        _pulumi(dest, "config", "set", "--stack", stack, "model-serving:imageRefOverride", PREBUILT)
+        _pulumi(dest, "config", "set", "--secret", "--stack", stack, "model-serving:hubToken", "hf_bench_only")
     return dest
 
 

@@ -11,7 +11,9 @@ running at ``--serving-url`` (e.g. the image: ``docker run -p 8000:8000 ...``):
   p50 and p99 of the request times as the clients see them, and the tokens/s of the whole run.
   Repeated for every ``BATCH_WAIT_MS`` in ``--serving-waits`` (a server per setting).
 - **the encoder alone** (in process, one thread, thread CPU time, no HTTP): tokens/s of
-  ``SentenceEmbedder.embed_ids`` at batch 1, 8 and 32 over the same corpus.
+  ``SentenceEmbedder.embed_ids`` at batch 1, 8 and 32 over the same corpus, and its GEMM efficiency: the FLOP/s
+  it achieves (the model's matmuls and attention for the tokens processed) over a plain numpy float32 matmul of
+  its MLP's shape on the same thread (``server_gemm_efficiency``: at batch 32).
 
 The corpus is 192 texts of 4 to 120 words (6 to about 130 tokens, mean about 60), drawn with a fixed
 seed from a small vocabulary: mixed lengths, as in the issue that asked for these figures.
@@ -237,24 +239,51 @@ def mean_batch(before: dict[str, float], after: dict[str, float]) -> float | Non
 
 
 def encoder(texts: list[str]) -> dict[str, Any]:
-    """The encoder alone, in this process on one BLAS thread: tokens per CPU second at each batch size."""
+    """The encoder alone, in this process on one BLAS thread: tokens per CPU second at each batch size, and its
+    GEMM efficiency: the FLOP/s the encoder achieves (from the model's shape and the tokens it processed) over the
+    FLOP/s of a plain numpy float32 matmul of the shape of its largest layer at that batch, same thread, same run."""
     code = f"""
 import json, sys, time
+import numpy as np
 sys.path.insert(0, {str(APP_DIR)!r})
 from model_server.bert import SentenceEmbedder
 model = SentenceEmbedder.from_dir({str(model_dir())!r})
+enc = model.encoder
+h, i, layers = enc.hidden, enc.intermediate, enc.num_layers
 ids = model.tokenize(json.loads(sys.stdin.read()))
 model.embed_ids(ids[:8])
+
+def flops(batch):
+    # Per token and layer: Q, K, V and the output projection (4 h^2 MACs) and the MLP (2 h i MACs); per
+    # sequence of L tokens and layer: the scores Q K^T and their sum over V (2 L^2 h MACs). 2 FLOPs a MAC.
+    tokens = sum(len(x) for x in batch)
+    return 2 * layers * (tokens * (4 * h * h + 2 * h * i) + sum(2 * len(x) ** 2 * h for x in batch))
+
+def matmul_rate(rows):
+    a = np.random.default_rng(0).standard_normal((rows, h), dtype=np.float32)
+    w = np.random.default_rng(1).standard_normal((h, i), dtype=np.float32)
+    a @ w
+    started, n = time.thread_time(), 0
+    while time.thread_time() - started < 1.0:
+        a @ w
+        n += 1
+    return 2 * rows * h * i * n / (time.thread_time() - started)
+
 out = {{}}
 for b in {BATCHES!r}:
-    rates = []
+    rates, efficiencies = [], []
     for _ in range({ROUNDS}):
-        started, tokens = time.thread_time(), 0
+        started, tokens, work = time.thread_time(), 0, 0
         for s in range(0, len(ids), b):
             model.embed_ids(ids[s:s + b])
             tokens += sum(len(x) for x in ids[s:s + b])
-        rates.append(tokens / (time.thread_time() - started))
+            work += flops(ids[s:s + b])
+        seconds = time.thread_time() - started
+        rates.append(tokens / seconds)
+        reference = matmul_rate(round(tokens / -(-len(ids) // b)))  # the rows of an average batch
+        efficiencies.append(work / seconds / reference)
     out[f"batch_{{b}}"] = round(sorted(rates)[len(rates) // 2])
+    out[f"gemm_efficiency_{{b}}"] = round(sorted(efficiencies)[len(efficiencies) // 2], 3)
 print(json.dumps(out))
 """
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -264,7 +293,12 @@ print(json.dumps(out))
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-500:])
     figures = json.loads(result.stdout)
-    return {"tokens_per_cpu_s": figures, "batch_32_over_1": rounded(figures["batch_32"] / figures["batch_1"], 2)}
+    rates = {k: v for k, v in figures.items() if k.startswith("batch_")}
+    return {
+        "tokens_per_cpu_s": rates,
+        "batch_32_over_1": rounded(rates["batch_32"] / rates["batch_1"], 2),
+        "gemm_efficiency": {k.removeprefix("gemm_efficiency_"): v for k, v in figures.items() if k.startswith("gemm")},
+    }
 
 
 DEFAULT_WAIT_MS = 2.0  # the server's default BATCH_WAIT_MS
@@ -323,5 +357,7 @@ def run(url: str | None = None, waits: tuple[float, ...] = (0.0, DEFAULT_WAIT_MS
     for clients in CONCURRENCY:
         out[f"serving_p50_ms_c{clients}"] = headline[f"concurrency_{clients}"]["p50_ms"]
         out[f"serving_p99_ms_c{clients}"] = headline[f"concurrency_{clients}"]["p99_ms"]
+    if "encoder" in detail:
+        out["server_gemm_efficiency"] = detail["encoder"]["gemm_efficiency"]["32"]
     out.update(detail)
     return out
