@@ -27,6 +27,15 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
     return found
 
 
+def _pending(checkpoint: Path) -> list[object]:
+    """The operations in flight the file backend's checkpoint records (none while it is being replaced)."""
+    try:
+        latest = json.loads(checkpoint.read_text())["checkpoint"]["latest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return list((latest or {}).get("pending_operations") or [])
+
+
 def _descendants(root: int) -> list[int]:
     """The processes started by ``root``, transitively (from /proc: each process's parent)."""
     children: dict[int, list[int]] = {}
@@ -53,10 +62,15 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
         stderr=subprocess.DEVNULL,
         preexec_fn=restore_sigint,
     )
+    # The checkpoint itself is written whole (temp file and rename); `pulumi stack export` may not read it yet.
+    checkpoint = e2e_project.path / ".pulumi-state" / ".pulumi" / "stacks" / "model-serving" / "e2e.json"
     try:
         wait_until(
             "the update to create its first model namespace", lambda: kube.exists("namespace", "e2e-llama"), 300, 0.2
         )
+        # Then an operation in flight: between one step's end and the next one's start the checkpoint records
+        # none, and a kill there interrupts nothing a recovery would have to clear.
+        wait_until("the update to record an operation in flight", lambda: bool(_pending(checkpoint)), 120, 0.02)
     finally:
         # Everything the update started dies at once, as on a lost machine: make, the CLI, the program and the
         # provider plugins, which run in sessions of their own (so a kill of the process group misses them).
@@ -65,15 +79,16 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
                 os.kill(pid, signal.SIGKILL)
         up.wait(timeout=30)
 
-    # The checkpoint itself is written whole (temp file and rename); `pulumi stack export` may not read it yet.
-    checkpoint = e2e_project.path / ".pulumi-state" / ".pulumi" / "stacks" / "model-serving" / "e2e.json"
-    pending = json.loads(checkpoint.read_text())["checkpoint"]["latest"].get("pending_operations")
-    assert pending, "the update had finished before the kill; nothing was interrupted"
+    at_kill = json.loads(checkpoint.read_text())["checkpoint"]["latest"]
+    pending, created = at_kill.get("pending_operations"), len(at_kill.get("resources") or [])
 
     # The README's recovery: `make recover` (lock, half-written metadata, pending operations, refresh), then up.
     stack.make("recover")
     stack.make("up")
-    assert not stack.export()["deployment"].get("pending_operations")
+    deployment = stack.export()["deployment"]
+    assert not deployment.get("pending_operations")
+    # The kill interrupted the update: it left an operation in flight, or fewer resources than the finished stack.
+    assert pending or created < len(deployment["resources"]), "the update had finished before the kill"
     stack.make("preview", "PREVIEW_ARGS=--expect-no-changes")
 
     objects = _objects(kube, stack.namespaces())
