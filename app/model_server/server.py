@@ -142,6 +142,11 @@ class ModelServer:
         workers = settings.inference_concurrency
         self.prepare_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self.inference_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        # A SIGTERM from the moment the port accepts connections (a probe may see it before the event loop
+        # runs) stops the server like a later one: recorded here, acted on once the loop serves.
+        self._stop_requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.request_stop())
         self.sock = _listen(settings.host, settings.port)
         self.app = build_app(self)
         # Read at scrape time, on the event loop like every change to the batcher's queue.
@@ -197,10 +202,12 @@ class ModelServer:
             backlog=128,
         )
         self._uvicorn = _Uvicorn(config, self)
+        self._uvicorn.should_exit = self._stop_requested  # a signal that came before it existed
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         await self._uvicorn.serve(sockets=[self.sock])
 
     def request_stop(self) -> None:
+        self._stop_requested = True
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
 
