@@ -26,7 +26,5 @@ stack = load_stack_config(pulumi.Config("model-serving"))
 if stack.needs_gpu_pool:
     Bare(stack.gpu_pool.name)  # GpuNodePool
 for model in stack.models:
-    # ModelService, ModelImage, ModelDeployment, LoadBalancedService and, with autoscaling, Autoscaler.
-    for part in ("service", "image", "deployment", "lb", *(("autoscaler",) if model.autoscaling else ())):
-        Bare(f"{model.name}-{part}")
+    Bare(model.name)  # ModelService
 runpy.run_path(str(Path(__file__).resolve().parent / "raw_program.py"), run_name="__main__")

@@ -78,9 +78,18 @@ def run(repeats: int) -> dict[str, Any]:
         row["resources"] = {p: runs[n][p][0]["resources"] for p in programs(n)}
         sizes[str(n)] = row
     floor = FLOOR_SIZE
+    # The goal holds in every repeat, not in their median: the figure is the worst repeat's ratio.
+    each = [x / y for x, y in zip(values(floor, "component"), values(floor, "raw"), strict=True)]
+    each_cpu = [
+        x / y
+        for x, y in zip(values(floor, "component", "cpu_seconds"), values(floor, "raw", "cpu_seconds"), strict=True)
+    ]
     return {
         "repeats": repeats,
-        "overhead_ratio": sizes[str(floor)]["ratio"],
+        "overhead_ratio": rounded(max(each)),
+        "overhead_ratio_median": sizes[str(floor)]["ratio"],
+        "overhead_ratios": [rounded(x) for x in each],
+        "overhead_cpu_ratios": [rounded(x) for x in each_cpu],
         "bare_ratio": rounded(paired(values(floor, "bare"), values(floor, "raw"))),
         "component_over_bare": rounded(paired(values(floor, "component"), values(floor, "bare"))),
         "growth_100_over_10": rounded(paired(values(100, "component"), values(10, "component")), 2),

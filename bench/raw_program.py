@@ -3,10 +3,9 @@
 It is the baseline of the component layer's overhead. It reads the same stack config through the same loader,
 registers the same plans (:mod:`components.plans`: every object from the :mod:`components.specs` builders, in
 order, with what it waits for and its custom timeouts) with the same :func:`components.kube.register_steps`, and
-exports the same stack outputs. What it leaves out is exactly the component layer: the GpuNodePool, ModelService,
-ModelImage, ModelDeployment, LoadBalancedService, Autoscaler, ModelRouting, ModelMonitoring and InferenceGateway
-resources, their parent links and
-registered outputs.
+exports the same stack outputs. What it leaves out is exactly the component layer: the GpuNodePool, ModelService
+and InferenceGateway resources, their parent links, the aliases ModelService gives its objects (to the URNs they
+had under the components it used to nest) and registered outputs.
 
 Dependencies are the ones the component program's objects are registered with (``python -m bench.mock_run --check``
 compares both): every namespaced object waits for its Namespace, the Deployment also for its ServiceAccount,
@@ -25,7 +24,7 @@ import pulumi_kubernetes as k8s
 from components import plans, specs
 from components.kube import register, register_steps
 from components.program import load_stack_config
-from components.service import _endpoint
+from components.service import service_endpoint
 
 config = pulumi.Config("model-serving")
 stack = load_stack_config(config)
@@ -82,11 +81,7 @@ for model in stack.models:
     register_steps(plans.autoscaler(model, stack.monitoring), lambda after, waits=waits: on_provider(*waits, *after))
     # ModelMonitoring's objects.
     register_steps(plans.model_monitoring(model, stack.monitoring), in_ns)
-    port = model.service.port
-    endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
-        lambda parts, port=port: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))
-    )
-    pulumi.export(f"{model.name}_endpoint", endpoint)
+    pulumi.export(f"{model.name}_endpoint", service_endpoint(svc, model.service.port))
     pulumi.export(f"{model.name}_image_ref", image_ref)
     pulumi.export(f"{model.name}_namespace", pulumi.Output.from_input(model.namespace))
 pulumi.export("gpu_budget", pool.gpu_budget)

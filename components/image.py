@@ -17,6 +17,7 @@ from components.kube import child_options
 # Everything else counts, even what .dockerignore leaves out: a spurious new tag only costs a rebuild.
 _IGNORED_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo")
+IMAGE_TYPE = "docker:index/image:Image"  # pulumi-docker's type token of docker.Image
 
 
 def context_digest(build: ImageBuildConfig, root: Path | None = None) -> str:
@@ -83,38 +84,44 @@ class ModelImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("model-serving:index:ModelImage", name, None, opts)
-        build = args.image.build
-        if build is None:
-            assert args.image.ref is not None  # guaranteed by config validation
-            self.image_ref = pulumi.Output.from_input(args.image.ref)
-        else:
-            image_name = build.image_name
-            if not build.push:
-                try:
-                    image_name = content_tagged(build.image_name, context_digest(build))
-                except FileNotFoundError as error:
-                    raise pulumi.RunError(f"model {name!r}: {error}") from None
-            registry = None
-            if build.registry_server:
-                registry = docker.RegistryArgs(
-                    server=build.registry_server,
-                    username=build.registry_username,
-                    password=pulumi.Output.secret(args.registry_password) if args.registry_password else None,
-                )
-            image = docker.Image(
-                name,
-                image_name=image_name,
-                build=docker.DockerBuildArgs(
-                    context=build.context,
-                    dockerfile=build.dockerfile,
-                    args=dict(build.args),
-                    platform=build.platform,
-                    cache_from=docker.CacheFromArgs(images=list(build.cache_from)) if build.cache_from else None,
-                ),
-                registry=registry,
-                skip_push=not build.push,
-                opts=child_options(self, opts),
-            )
-            # Pushed: the digest pins exactly what was built. Local only: the content-tagged name.
-            self.image_ref = image.repo_digest if build.push else image.image_name
+        self.image_ref = register_image(name, args, child_options(self, opts))
         self.register_outputs({"image_ref": self.image_ref})
+
+
+def register_image(name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """The image reference the model runs: ``image.ref`` as given, or the ``docker.Image`` it registers with
+    ``opts`` (:class:`ModelImage`'s rules for the reference)."""
+    build = args.image.build
+    if build is None:
+        assert args.image.ref is not None  # guaranteed by config validation
+        return pulumi.Output.from_input(args.image.ref)
+    image_name = build.image_name
+    if not build.push:
+        try:
+            image_name = content_tagged(build.image_name, context_digest(build))
+        except FileNotFoundError as error:
+            raise pulumi.RunError(f"model {name!r}: {error}") from None
+    registry = None
+    if build.registry_server:
+        registry = docker.RegistryArgs(
+            server=build.registry_server,
+            username=build.registry_username,
+            password=pulumi.Output.secret(args.registry_password) if args.registry_password else None,
+        )
+    image = docker.Image(
+        name,
+        image_name=image_name,
+        build=docker.DockerBuildArgs(
+            context=build.context,
+            dockerfile=build.dockerfile,
+            args=dict(build.args),
+            platform=build.platform,
+            cache_from=docker.CacheFromArgs(images=list(build.cache_from)) if build.cache_from else None,
+        ),
+        registry=registry,
+        skip_push=not build.push,
+        opts=opts,
+    )
+    # Pushed: the digest pins exactly what was built. Local only: the content-tagged name.
+    ref: pulumi.Output[str] = image.repo_digest if build.push else image.image_name
+    return ref

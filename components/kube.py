@@ -46,17 +46,49 @@ def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Custom
 
 
 def register_steps(
-    steps: Sequence[Step], options: Callable[[list[pulumi.Resource]], pulumi.ResourceOptions]
+    steps: Sequence[Step],
+    options: Callable[[list[pulumi.Resource]], pulumi.ResourceOptions],
+    former_parent: str | pulumi.Output[str] | None = None,
 ) -> dict[str, pulumi.CustomResource]:
-    """Register a plan (:mod:`components.plans`) in order; ``options`` gets the resources a step waits for."""
+    """Register a plan (:mod:`components.plans`) in order; ``options`` gets the resources a step waits for.
+
+    ``former_parent``: the URN of the resource the objects used to be children of; each gets the alias to its URN
+    there, so a stack made then keeps its objects.
+    """
     done: dict[str, pulumi.CustomResource] = {}
     for step in steps:
         opts = options([done[name] for name in step.after])
         if step.timeout is not None:
             timeouts = pulumi.CustomTimeouts(create=step.timeout, update=step.timeout)
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts))
+        if former_parent is not None:
+            obj = step.obj
+            token = type_token(obj["apiVersion"], obj["kind"])
+            opts.aliases = [*(opts.aliases or []), child_urn(former_parent, token, obj["metadata"]["name"])]
         done[step.name] = register(step.obj, opts)
     return done
+
+
+def type_token(api_version: str, kind: str) -> str:
+    """The Pulumi type of a Kubernetes kind: ``kubernetes:apps/v1:Deployment``, ``kubernetes:core/v1:Namespace``."""
+    return f"kubernetes:{api_version if '/' in api_version else f'core/{api_version}'}:{kind}"
+
+
+def top_level_urn(type_: str, name: str) -> str:
+    """The URN the engine gives a resource of this stack whose only parent is the stack."""
+    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
+
+
+def child_urn(parent: str | pulumi.Output[str], type_: str, name: str) -> str | pulumi.Output[str]:
+    """The URN of a child ``type_`` named ``name`` of the resource whose URN is ``parent``.
+
+    A string when ``parent`` is one. The SDK turns an alias into the URN it names: from a string at the cost of
+    a few Outputs, from an ``Alias`` at the cost of about as many as registering a component.
+    """
+    if isinstance(parent, str):
+        stack_and_types, _, _ = parent.rpartition("::")
+        return f"{stack_and_types}${type_}::{name}"
+    return parent.apply(lambda urn: child_urn(urn, type_, name))
 
 
 def child_options(

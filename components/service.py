@@ -30,6 +30,14 @@ def _endpoint(status: Any, port: int, cluster_ip: str | None) -> str:
     return f"http://{cluster_ip}:{port}" if cluster_ip else ""
 
 
+def service_endpoint(svc: pulumi.CustomResource, port: int) -> pulumi.Output[str]:
+    """``http://host:port`` of the Service's load balancer once the cluster reports one, else of its cluster IP."""
+    endpoint: pulumi.Output[str] = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
+        lambda parts: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))
+    )
+    return endpoint
+
+
 class LoadBalancedService(pulumi.ComponentResource):
     """Output ``endpoint``: the load balancer's hostname or IP once the cluster reports one."""
 
@@ -42,9 +50,5 @@ class LoadBalancedService(pulumi.ComponentResource):
             plans.load_balanced_service(model, args.monitoring, args.gateway),
             lambda after: child_options(self, opts, depends_on=after),
         )
-        svc = objects["service"]
-        port = model.service.port
-        self.endpoint = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
-            lambda parts: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))
-        )
+        self.endpoint = service_endpoint(objects["service"], model.service.port)
         self.register_outputs({"endpoint": self.endpoint})

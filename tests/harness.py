@@ -62,6 +62,8 @@ class Registered:
     inputs: dict[str, Any]
     secret_paths: list[str] = field(default_factory=list)
     dependencies: list[str] = field(default_factory=list)
+    # The URNs it was known by before: its aliases (a URN, or an alias spec's parent URN).
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -127,6 +129,7 @@ class _Monitor(mocks.MockMonitor):
                     inputs=inputs,
                     secret_paths=_secret_paths(raw),
                     dependencies=list(request.dependencies),
+                    aliases=[a.urn or a.spec.parentUrn for a in request.aliases if a.urn or a.spec.parentUrn],
                 )
             )
         return response

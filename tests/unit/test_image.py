@@ -145,7 +145,12 @@ def test_stack_config_reaches_the_docker_image_through_the_program() -> None:
     assert image.inputs["build"]["cacheFrom"] == {"images": ["registry.dev.example.com/model-serving/server:cache"]}
     assert image.inputs["build"]["platform"] == "linux/arm64"
     assert image.inputs["build"]["dockerfile"] == "app/Dockerfile"
-    assert run.one(COMPONENT, "minilm").urn == image.parent
+    # Registered by the ModelService itself; a stack made when ModelImage did keeps it through the alias.
+    assert run.one("model-serving:index:ModelService", "minilm").urn == image.parent
+    assert image.aliases == [
+        "urn:pulumi:dev::model-serving::model-serving:index:ModelService$model-serving:index:ModelImage"
+        "$docker:index/image:Image::minilm"
+    ]
 
 
 def test_dev_pushes_its_image_and_runs_it_by_digest() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from components import specs
+from components import plans, specs
 from components.config import ModelConfig
 from components.model_service import ModelService, ModelServiceArgs
 from tests.harness import Registered, Run, run_stack
@@ -90,28 +91,100 @@ def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> 
             assert resource.inputs["metadata"]["namespace"] == prod.outputs[f"{owner.name}_namespace"]
 
 
-def test_the_model_service_composes_the_six_parts(prod: Run) -> None:
+# The component that registered each kind before ModelService registered them itself (mode service models).
+FORMER_PARENT = {
+    "ServiceAccount": "ModelDeployment",
+    "Secret": "ModelDeployment",
+    "PersistentVolumeClaim": "ModelDeployment",
+    "Job": "ModelDeployment",
+    "Deployment": "ModelDeployment",
+    "LeaderWorkerSet": "ModelDeployment",
+    "PodDisruptionBudget": "ModelDeployment",
+    "Service": "LoadBalancedService",
+    "NetworkPolicy": "LoadBalancedService",
+    "HorizontalPodAutoscaler": "Autoscaler",
+    "ScaledObject": "Autoscaler",
+    "ServiceMonitor": "ModelMonitoring",
+    "PrometheusRule": "ModelMonitoring",
+    "ConfigMap": "ModelMonitoring",
+    "Image": "ModelImage",
+}
+
+
+def test_the_model_service_registers_every_object_itself(prod: Run) -> None:
+    """One component per model: its objects are its own children, no component between."""
     for m in typed("prod").models:
         service = prod.one(SERVICE, m.name)
-        children = sorted(r.type for r in prod.resources if r.parent == service.urn)
-        # The 70B model runs a fixed replica (no autoscaling): no Autoscaler.
-        assert children == [
-            "kubernetes:core/v1:Namespace",
-            *(["model-serving:index:Autoscaler"] if m.autoscaling is not None else []),
-            "model-serving:index:LoadBalancedService",
-            "model-serving:index:ModelDeployment",
-            "model-serving:index:ModelImage",
-            "model-serving:index:ModelMonitoring",
-        ], m.name
+        children = [r for r in prod.resources if r.parent == service.urn]
+        assert all(r.custom for r in children), m.name
+        # Exactly the objects of the plans the standalone components register.
+        stack = typed("prod")
+        steps = [
+            *plans.model_deployment(m, "image", specs.gpu_scheduling(stack.gpu_pool), "token"),
+            *plans.load_balanced_service(m, stack.monitoring, stack.gateway),
+            *plans.autoscaler(m, stack.monitoring),
+            *plans.model_monitoring(m, stack.monitoring),
+        ]
+        expected = {("Namespace", m.namespace), *((s.obj["kind"], s.obj["metadata"]["name"]) for s in steps)}
+        if m.image.build is not None:
+            expected.add(("Image", m.name))
+        assert sorted((r.kind, r.name) for r in children) == sorted(expected), m.name
+    # The 70B model runs a fixed replica (no autoscaling): no HPA nor ScaledObject, and a LeaderWorkerSet.
+    kinds = {r.kind for r in _subtree(prod, "llama-3-1-70b")}
+    assert "LeaderWorkerSet" in kinds and kinds.isdisjoint({"HorizontalPodAutoscaler", "ScaledObject", "Deployment"})
     assert model("prod", "llama-3-1-70b").autoscaling is None
+
+
+def test_stacks_made_with_the_nested_components_keep_every_object(prod: Run) -> None:
+    """Each object carries the alias to its URN under the component that registered it then (the namespace was
+    ModelService's own child already). URNs as the engine makes them, which leave out the stack's own type (the
+    mocks keep it); tests/integration/test_upgrade.py shows the engine takes them."""
+    for m in typed("prod").models:
+        service = prod.one(SERVICE, m.name)
+        for r in prod.resources:
+            if r.parent != service.urn or r.kind == "Namespace":
+                continue
+            former = f"{SERVICE}$model-serving:index:{FORMER_PARENT[r.kind]}"
+            assert r.aliases == [f"urn:pulumi:prod::model-serving::{former}${r.type}::{r.name}"], r.urn
+        namespace = next(r for r in prod.resources if r.parent == service.urn and r.kind == "Namespace")
+        assert namespace.aliases == []
+
+
+def test_a_nested_model_service_aliases_under_its_own_urn() -> None:
+    """Under a parent of the program's, the aliases follow the ModelService's URN (an Output then)."""
+
+    class Team(pulumi.ComponentResource):
+        def __init__(self) -> None:
+            super().__init__("example:index:Team", "team-a")
+            m = model("render", "minilm")
+            scheduling = specs.gpu_scheduling(typed("render").gpu_pool)
+            ModelService(m.name, ModelServiceArgs(model=m, scheduling=scheduling), pulumi.ResourceOptions(parent=self))
+
+    registered = run_components(Team)
+    service = registered.one(SERVICE, "minilm")
+    assert service.urn.endswith(f"::example:index:Team${SERVICE}::minilm")
+    deployment = registered.one("kubernetes:apps/v1:Deployment", "minilm")
+    assert deployment.parent == service.urn
+    types = f"example:index:Team${SERVICE}$model-serving:index:ModelDeployment$kubernetes:apps/v1:Deployment"
+    assert deployment.aliases == [f"urn:pulumi:unit::model-serving::{types}::minilm"]
+
+
+def test_routed_objects_alias_under_model_routing() -> None:
+    run = run_stack("e2e")
+    route = run.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "llama")
+    pool = run.one("kubernetes:inference.networking.k8s.io/v1:InferencePool", "llama")
+    for r in (route, pool):
+        assert r.aliases == [
+            f"urn:pulumi:e2e::model-serving::{SERVICE}$model-serving:index:ModelRouting${r.type}::{r.name}"
+        ]
 
 
 def test_without_autoscaling_there_is_no_autoscaler() -> None:
     run = run_stack("render")
-    children = {r.type for r in run.resources if r.parent == run.one(SERVICE, "minilm").urn}
-    assert "model-serving:index:Autoscaler" not in children
-    assert "model-serving:index:ModelMonitoring" not in children  # monitoring is off
-    assert "model-serving:index:ModelDeployment" in children
+    kinds = {r.kind for r in run.resources if r.parent == run.one(SERVICE, "minilm").urn}
+    assert kinds.isdisjoint({"HorizontalPodAutoscaler", "ScaledObject"})
+    assert kinds.isdisjoint({"ServiceMonitor", "PrometheusRule"})  # monitoring is off
+    assert "Deployment" in kinds
 
 
 def _reaches(run: Run, start: Registered, target: str, deps: dict[str, list[str]]) -> bool:

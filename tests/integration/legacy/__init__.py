@@ -1,0 +1,1 @@
+"""Earlier versions of project modules, for the upgrade tests."""
