@@ -19,7 +19,7 @@ MACHINE = "<!-- bench: machine -->"
 # Each headline key: what it measures, and the unit its value is printed with. A key the file has and this lacks
 # is still listed (by its name), so a new figure shows up before anyone describes it.
 LABELS: dict[str, tuple[str, str]] = {
-    "overhead_ratio": ("mocks, N = 100 models: program / raw program (time)", ""),
+    "overhead_ratio": ("mocks, N = 100 models: program / raw program (time), the worst of the repeats", ""),
     "growth_100_over_10": ("mocks: program at N = 100 / N = 10 (time)", ""),
     "peak_rss_mb_100": ("mocks, N = 100: peak memory of the program", " MB"),
     "suite_seconds": ("`pytest tests/unit tests/policy`, wall time", " s"),
@@ -34,7 +34,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "serving_p99_ms_c1": ("server: p99 latency, single texts, 1 client", " ms"),
     "serving_p50_ms_c8": ("server: p50 latency, single texts, 8 clients", " ms"),
     "serving_p99_ms_c8": ("server: p99 latency, single texts, 8 clients", " ms"),
-    "server_gemm_efficiency": ("server's encoder, batch 32: its FLOP/s / a numpy float32 matmul's", ""),
+    "server_gemm_efficiency": (
+        "the server container over HTTP, batch 32: its FLOP/s / a numpy float32 matmul's on the same cores",
+        "",
+    ),
     "up_ratio_kubectl": ("local cluster, 20 models: `pulumi up` / `kubectl apply` + wait Available", ""),
     "destroy_ratio_kubectl": ("local cluster, 20 models: `pulumi destroy` / `kubectl delete` + wait", ""),
 }
