@@ -8,6 +8,9 @@ PY ?= python3
 VENV := $(ROOT)/.venv
 BIN := $(VENV)/bin
 STACK ?= local
+# Steps `up` and `destroy` run at once. The CLI's default (4 per core) queues every model's Deployment behind the
+# other models' steps; the provider's client rate limit still bounds the API server's load (docs/performance.md).
+PARALLEL ?= 64
 
 # Offline, self-contained Pulumi: CLI and plugins from .tools/, state in a local file backend.
 # The passphrase only guards the throwaway local stacks' secrets; real stacks set their own.
@@ -67,7 +70,7 @@ state:
 up: up-preflight venv pulumi state $(if $(ON_LOCAL_CLUSTER),cluster-up)
 	scripts/stack-plugins $(STACK)
 	pulumi stack select --create $(STACK)
-	pulumi up --yes --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(STACK_CONFIG) \
+	pulumi up --yes --parallel $(PARALLEL) --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(STACK_CONFIG) \
 		$(if $(ON_LOCAL_CLUSTER),--refresh) $(UP_ARGS) || { $(BIN)/python scripts/explain_rollout.py $(STACK); exit 1; }
 	@pulumi stack output --stack $(STACK) --json | $(BIN)/python -c 'import json, sys; \
 		urls = {k[: -len("_endpoint")]: v for k, v in json.load(sys.stdin).items() if k.endswith("_endpoint") and v}; \
@@ -95,7 +98,7 @@ down destroy: venv pulumi state
 		pulumi stack select $(STACK) >/dev/null 2>&1 && \
 			pulumi state delete --all --yes --force --stack $(STACK) >/dev/null 2>&1 || true; \
 	else \
-		pulumi destroy --yes --stack $(STACK) $(STACK_CONFIG) $(if $(ON_LOCAL_CLUSTER),--refresh) $(DESTROY_ARGS); \
+		pulumi destroy --yes --parallel $(PARALLEL) --stack $(STACK) $(STACK_CONFIG) $(if $(ON_LOCAL_CLUSTER),--refresh) $(DESTROY_ARGS); \
 	fi
 
 # After an interrupted `pulumi up` (README, "An interrupted up"): release the dead run's lock, remove the metadata

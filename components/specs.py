@@ -609,6 +609,17 @@ def disruption_budget(model: ModelConfig) -> Obj | None:
     }
 
 
+# What `pulumi up` waits for on a Service (pulumi-kubernetes' `pulumi.com/waitFor`): a load balancer's address,
+# else the cluster IP, which is there at once. Without it the provider also waits until the Service has endpoints
+# and then 10 s for them to settle, on every Service; the workload's own await already waits for its ready pods.
+WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
+
+
+def service_wait_for(service_type: str) -> dict[str, str]:
+    path = ".status.loadBalancer.ingress" if service_type == "LoadBalancer" else ".spec.clusterIP"
+    return {WAIT_FOR_ANNOTATION: f"jsonpath={{{path}}}"}
+
+
 def service(model: ModelConfig) -> Obj:
     cfg = model.service
     # A multi-node replica serves from its leader; its workers hold GPUs, not the API.
@@ -628,7 +639,12 @@ def service(model: ModelConfig) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(model.instance, model.namespace, model_labels(model), annotations=dict(cfg.annotations)),
+        "metadata": _meta(
+            model.instance,
+            model.namespace,
+            model_labels(model),
+            annotations={**service_wait_for(cfg.type), **cfg.annotations},  # the config's win
+        ),
         "spec": spec,
     }
 

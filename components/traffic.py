@@ -23,6 +23,7 @@ from components.specs import (
     model_labels,
     model_selector,
     selector_labels,
+    service_wait_for,
 )
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -294,7 +295,9 @@ def picker_service(track: ModelConfig) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(picker_name(track), track.namespace, picker_labels(track)),
+        "metadata": _meta(
+            picker_name(track), track.namespace, picker_labels(track), annotations=service_wait_for("ClusterIP")
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": _picker_selector(track),

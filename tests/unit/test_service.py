@@ -32,7 +32,11 @@ def _minilm(service: dict[str, Any], **more: Any) -> ModelConfig:
 def test_a_load_balancer_keeps_annotations_source_ranges_and_local_traffic() -> None:
     service = specs.service(LLAMA)
     assert service["spec"]["type"] == "LoadBalancer"
-    assert service["metadata"]["annotations"] == INTERNAL
+    # Pulumi waits for the load balancer's address (the endpoint output), not for endpoints to settle.
+    assert service["metadata"]["annotations"] == {
+        "pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress}",
+        **INTERNAL,
+    }
     assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
     assert service["spec"]["externalTrafficPolicy"] == "Local"  # keeps client IPs, skips a hop
     assert service["metadata"]["namespace"] == LLAMA.namespace
@@ -43,7 +47,14 @@ def test_a_cluster_ip_service_has_no_external_fields() -> None:
     assert spec["type"] == "ClusterIP"
     for key in ("externalTrafficPolicy", "loadBalancerSourceRanges", "sessionAffinityConfig"):
         assert key not in spec
-    assert "annotations" not in specs.service(MINILM)["metadata"]
+    # Pulumi waits for the cluster IP only: the Deployment's await waits for the pods.
+    assert specs.service(MINILM)["metadata"]["annotations"] == {"pulumi.com/waitFor": "jsonpath={.spec.clusterIP}"}
+
+
+def test_the_config_may_set_what_pulumi_waits_for() -> None:
+    given = {"pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress[0].hostname}"}
+    service = specs.service(_minilm({"type": "LoadBalancer", "port": 80, "annotations": given}))
+    assert service["metadata"]["annotations"] == given
 
 
 def test_a_node_port_service_keeps_its_traffic_policy() -> None:
