@@ -609,15 +609,15 @@ def disruption_budget(model: ModelConfig) -> Obj | None:
     }
 
 
-# What `pulumi up` waits for on a Service (pulumi-kubernetes' `pulumi.com/waitFor`): a load balancer's address,
-# else the cluster IP, which is there at once. Without it the provider also waits until the Service has endpoints
-# and then 10 s for them to settle, on every Service; the workload's own await already waits for its ready pods.
+# What `pulumi up` waits for on a ClusterIP or NodePort Service (pulumi-kubernetes' `pulumi.com/waitFor`): its
+# cluster IP, there at once. By default the provider waits until the Service has endpoints and then 10 s for them
+# to settle, on every Service, while the workload's own await already waits for its ready pods. A LoadBalancer keeps
+# that wait: its `endpoint` output is for clients, who expect it to answer once `up` returns.
 WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
 
 
 def service_wait_for(service_type: str) -> dict[str, str]:
-    path = ".status.loadBalancer.ingress" if service_type == "LoadBalancer" else ".spec.clusterIP"
-    return {WAIT_FOR_ANNOTATION: f"jsonpath={{{path}}}"}
+    return {} if service_type == "LoadBalancer" else {WAIT_FOR_ANNOTATION: "jsonpath={.spec.clusterIP}"}
 
 
 def service(model: ModelConfig) -> Obj:

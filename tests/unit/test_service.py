@@ -32,11 +32,8 @@ def _minilm(service: dict[str, Any], **more: Any) -> ModelConfig:
 def test_a_load_balancer_keeps_annotations_source_ranges_and_local_traffic() -> None:
     service = specs.service(LLAMA)
     assert service["spec"]["type"] == "LoadBalancer"
-    # Pulumi waits for the load balancer's address (the endpoint output), not for endpoints to settle.
-    assert service["metadata"]["annotations"] == {
-        "pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress}",
-        **INTERNAL,
-    }
+    # No pulumi.com/waitFor: Pulumi waits until the load balancer has an address and the Service endpoints.
+    assert service["metadata"]["annotations"] == INTERNAL
     assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
     assert service["spec"]["externalTrafficPolicy"] == "Local"  # keeps client IPs, skips a hop
     assert service["metadata"]["namespace"] == LLAMA.namespace
@@ -53,7 +50,7 @@ def test_a_cluster_ip_service_has_no_external_fields() -> None:
 
 def test_the_config_may_set_what_pulumi_waits_for() -> None:
     given = {"pulumi.com/waitFor": "jsonpath={.status.loadBalancer.ingress[0].hostname}"}
-    service = specs.service(_minilm({"type": "LoadBalancer", "port": 80, "annotations": given}))
+    service = specs.service(_minilm({"type": "NodePort", "annotations": given}))
     assert service["metadata"]["annotations"] == given
 
 
