@@ -124,6 +124,27 @@ def round_references(measured: Sequence[tuple[float, ...]]) -> list[tuple[float,
     return [tuple((x + y) / 2 for x, y in zip(b, a, strict=True)) for b, a in zip(before, after, strict=True)]
 
 
+def matmul_rates(rows: int, hidden: int, intermediate: int, seconds: float = 0.5) -> tuple[float, float, float]:
+    """A plain float32 (rows x hidden) @ (hidden x intermediate) on the BLAS threads this process has, for
+    ``seconds``: its FLOP/s of wall time, FLOP per CPU-second of the process, and the cores it kept busy. The
+    reference of every GEMM efficiency here (run in a process of its own, whose BLAS threads it sets)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, hidden), dtype=np.float32)
+    w = rng.standard_normal((hidden, intermediate), dtype=np.float32)
+    out = np.empty((rows, intermediate), dtype=np.float32)
+    for _ in range(3):
+        np.matmul(a, w, out=out)
+    n, started, cpu = 0, time.perf_counter(), time.process_time()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        np.matmul(a, w, out=out)
+        n += 1
+    cpu = time.process_time() - cpu
+    flops = 2 * rows * hidden * intermediate * n
+    return flops / elapsed, flops / cpu, cpu / elapsed
+
+
 def gemm_efficiency(flops: float, seconds: float, reference_flops_per_s: float) -> float:
     """Achieved FLOP/s (``flops`` in ``seconds`` of wall time) over the reference matmul's FLOP/s."""
     return flops / seconds / reference_flops_per_s
@@ -354,13 +375,13 @@ def mean_batch(before: dict[str, float], after: dict[str, float]) -> float | Non
 def encoder(texts: list[str]) -> dict[str, Any]:
     """The encoder alone, in this process on one BLAS thread: tokens per CPU second at each batch size, and its
     GEMM efficiency: the FLOP/s the encoder achieves (from the model's shape and the tokens it processed) over the
-    FLOP/s of a plain numpy float32 matmul of the shape of its largest layer at that batch, same thread, same run."""
+    FLOP/s of a plain numpy float32 matmul of its MLP's shape at that batch (:func:`matmul_rates`), same thread,
+    same run."""
     code = f"""
 import json, sys, time
-import numpy as np
 sys.path[:0] = [{str(APP_DIR)!r}, {str(ROOT)!r}]
 from model_server.bert import SentenceEmbedder
-from bench.serving import encoder_flops, reference_rows
+from bench.serving import encoder_flops, matmul_rates, reference_rows
 model = SentenceEmbedder.from_dir({str(model_dir())!r})
 enc = model.encoder
 h, i, layers = enc.hidden, enc.intermediate, enc.num_layers
@@ -369,16 +390,6 @@ model.embed_ids(ids[:8])
 
 def flops(batch):
     return encoder_flops([len(x) for x in batch], h, i, layers)
-
-def matmul_rate(rows):
-    a = np.random.default_rng(0).standard_normal((rows, h), dtype=np.float32)
-    w = np.random.default_rng(1).standard_normal((h, i), dtype=np.float32)
-    a @ w
-    started, n = time.thread_time(), 0
-    while time.thread_time() - started < 1.0:
-        a @ w
-        n += 1
-    return 2 * rows * h * i * n / (time.thread_time() - started)
 
 out = {{}}
 for b in {BATCHES!r}:
@@ -391,7 +402,8 @@ for b in {BATCHES!r}:
             work += flops(ids[s:s + b])
         seconds = time.thread_time() - started
         rates.append(tokens / seconds)
-        reference = matmul_rate(reference_rows([len(x) for x in ids], b))  # the rows of an average batch
+        # FLOP per CPU-second of the matmul of an average batch's rows, on this process's one BLAS thread.
+        reference = matmul_rates(reference_rows([len(x) for x in ids], b), h, i, seconds=1.0)[1]
         efficiencies.append(work / seconds / reference)
     out[f"batch_{{b}}"] = round(sorted(rates)[len(rates) // 2])
     out[f"gemm_efficiency_{{b}}"] = round(sorted(efficiencies)[len(efficiencies) // 2], 3)
@@ -419,8 +431,8 @@ print(json.dumps(out))
 # wall second (the cores it kept busy).
 REFERENCE_CODE = """
 import json, sys, time
-import numpy as np
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], sys.argv[4]]
+from bench.serving import matmul_rates
 for line in sys.stdin:
     request = json.loads(line)
     if "tokenize" in request:
@@ -438,20 +450,7 @@ for line in sys.stdin:
             tokenize_s[b] = sorted(times)[1]
         answer = {"lengths": [len(x) for x in model.tokenize(texts)], "tokenize_s": tokenize_s}
     else:
-        rows, h, i = request["matmul"]
-        rng = np.random.default_rng(0)
-        a = rng.standard_normal((rows, h), dtype=np.float32)
-        w = rng.standard_normal((h, i), dtype=np.float32)
-        out = np.empty((rows, i), dtype=np.float32)
-        for _ in range(3):
-            np.matmul(a, w, out=out)
-        n, started, cpu = 0, time.perf_counter(), time.process_time()
-        while (elapsed := time.perf_counter() - started) < 0.5:
-            np.matmul(a, w, out=out)
-            n += 1
-        cpu = time.process_time() - cpu
-        flops = 2 * rows * h * i * n
-        answer = [flops / elapsed, flops / cpu, cpu / elapsed]
+        answer = list(matmul_rates(*request["matmul"]))
     print(json.dumps(answer), flush=True)
 """
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -471,7 +470,7 @@ class Reference:
         if threads is not None:
             env.update({var: str(threads) for var in BLAS_THREAD_VARS})
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", REFERENCE_CODE, str(APP_DIR), str(directory), json.dumps(list(BATCHES))],
+            [sys.executable, "-c", REFERENCE_CODE, str(APP_DIR), str(directory), json.dumps(list(BATCHES)), str(ROOT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

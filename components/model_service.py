@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
@@ -74,11 +73,10 @@ class ModelService(pulumi.ComponentResource):
             """The URN of the component that registered ``part`` of the model before."""
             return child_urn(own_urn, FORMER_PARENTS[part], name)
 
-        def after(*waits: pulumi.Resource) -> Callable[[list[pulumi.Resource]], pulumi.ResourceOptions]:
-            return lambda steps: child_options(self, opts, depends_on=[*waits, *steps])
-
         def add(part: str, steps: list[plans.Step], *waits: pulumi.Resource) -> dict[str, pulumi.CustomResource]:
-            return register_steps(steps, after(*waits), former_parent=former(part))
+            """Register ``part``'s plan as children waiting for ``waits`` too, aliased to their former URNs."""
+            options = lambda after: child_options(self, opts, depends_on=[*waits, *after])  # noqa: E731
+            return register_steps(steps, options, former_parent=former(part))
 
         ns = register(specs.namespace(model.namespace), child_options(self, opts))
         image_alias = child_urn(former("image"), IMAGE_TYPE, name)

@@ -590,6 +590,13 @@ def test_llama_31_70b_on_nodes_of_8_gpus_fits_one_node_at_tp4() -> None:
     assert result == size_model(replace(request, gpus_per_node=None))
 
 
+def _assert_split(result: SizingResult, *, tensor: int, pipeline: int, nodes: int) -> None:
+    """It fits, split tensor x pipeline parallel over ``nodes`` nodes (a GPU per rank)."""
+    assert result.fits
+    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (tensor, pipeline)
+    assert (result.gpus_per_replica, result.nodes_per_replica) == (tensor * pipeline, nodes)
+
+
 def test_llama_31_70b_on_nodes_of_2_gpus_is_tp2_x_pp2_over_2_nodes() -> None:
     request = SizingRequest(LLAMA_31_70B, max_model_len=8192, max_num_seqs=16, gpus_per_node=2)
     # One node: TP1 and TP2 do not fit (91.54 GiB per GPU at TP2, above).
@@ -600,9 +607,7 @@ def test_llama_31_70b_on_nodes_of_2_gpus_is_tp2_x_pp2_over_2_nodes() -> None:
     #        x 131_072 tokens = 10_737_418_240 (10 GiB)
     #   per GPU = 50_486_772_800 (47.02 GiB) <= 72 GiB: fits on 2 nodes.
     result = size_model(request)
-    assert result.fits
-    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (2, 2)
-    assert (result.gpus_per_replica, result.nodes_per_replica) == (4, 2)
+    _assert_split(result, tensor=2, pipeline=2, nodes=2)
     assert result.per_gpu_bytes == 35_300_000_000 + 4_449_354_560 + 10_737_418_240 == 50_486_772_800
     # Summed over the 4 GPUs: KV 2 GPUs x 131_072 x (81_920 + 81_920) = 40 GiB,
     # overhead 4 x 4_449_354_560.
@@ -642,9 +647,7 @@ def test_llama_31_405b_on_nodes_of_8_gpus_is_tp8_x_pp2() -> None:
     #        token x 131_072 tokens = 4_227_858_432 (3.94 GiB)
     #   per GPU = 60_186_587_992 (56.05 GiB) <= 72 GiB: fits on 2 nodes.
     result = size_model(request)
-    assert result.fits
-    assert (result.tensor_parallel_size, result.pipeline_parallel_size) == (8, 2)
-    assert (result.gpus_per_replica, result.nodes_per_replica) == (16, 2)
+    _assert_split(result, tensor=8, pipeline=2, nodes=2)
     assert result.per_gpu_bytes == 50_737_500_000 + 5_221_229_560 + 4_227_858_432 == 60_186_587_992
     assert result.shm_bytes == 8 * GiB  # per pod of 8 GPUs
     assert "tensor parallel 8 x pipeline parallel 2 over 2 nodes (16 GPUs" in result.reason
