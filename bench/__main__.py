@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, image, mock, preview, serving, suites
+from bench import cluster, image, llm, mock, preview, serving, suites
 from bench.util import load_average, machine, progress
 
-PARTS = ("mock", "suites", "preview", "image", "serving", "cluster")
+PARTS = ("mock", "suites", "preview", "image", "serving", "cluster", "llm")
 PROFILES = Path(__file__).resolve().parents[1] / ".cache" / "bench"
 # key: (goal, what the key measures)
 GOALS: dict[str, tuple[float | None, str]] = {
@@ -42,6 +42,11 @@ GOALS: dict[str, tuple[float | None, str]] = {
     ),
     "up_ratio_kubectl": (1.5, "local cluster, 20 models: pulumi up / kubectl apply + wait Available"),
     "destroy_ratio_kubectl": (1.5, "local cluster, 20 models: pulumi destroy / kubectl delete + wait gone"),
+    "llm_tokens_per_s_1": (None, "llm (Gemma 3 270M, llama.cpp) through the LoadBalancer: tokens/s, 1 stream"),
+    "llm_tokens_per_s_4": (None, "llm through the LoadBalancer: generated tokens/s, 4 concurrent streams"),
+    "llm_ttft_p50_ms_4": (None, "llm through the LoadBalancer: time to first token p50 (ms), 4 streams"),
+    "llm_ttft_p99_ms_4": (None, "llm through the LoadBalancer: time to first token p99 (ms), 4 streams"),
+    "llm_lb_overhead": (1.1, "llm, 4 streams: tokens/s of the same llama-server run bare / through the cluster"),
 }
 # The keys each part sets (a part that is not run keeps them from the previous results.json). The image part
 # also measures the container (detail.serving.container), whose GEMM efficiency then sets server_gemm_efficiency.
@@ -52,6 +57,7 @@ PART_KEYS = {
     "image": ("image_size_ratio",),
     "serving": (*(key for key in GOALS if key.startswith("serving_")), "server_gemm_efficiency"),
     "cluster": ("up_ratio_kubectl", "destroy_ratio_kubectl"),
+    "llm": tuple(key for key in GOALS if key.startswith("llm_")),
 }
 
 TARGETS = {key: goal for key, (goal, _) in GOALS.items() if goal is not None}
@@ -212,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
         if detail["cluster"].get("skipped"):
             skipped["cluster"] = detail["cluster"]["skipped"]
 
+    if "llm" not in args.skip:
+        detail["llm"] = llm.run()
+        if detail["llm"].get("skipped"):
+            skipped["llm"] = detail["llm"]["skipped"]
+        else:
+            cluster_4 = detail["llm"]["cluster"]["4"]
+            results["llm_tokens_per_s_1"] = detail["llm"]["cluster"]["1"]["tokens_per_s"]
+            results["llm_tokens_per_s_4"] = cluster_4["tokens_per_s"]
+            results["llm_ttft_p50_ms_4"] = cluster_4["ttft_p50_ms"]
+            results["llm_ttft_p99_ms_4"] = cluster_4["ttft_p99_ms"]
+            results["llm_lb_overhead"] = detail["llm"]["llm_lb_overhead"]
+
     results["machine"]["load_average_end"] = load_average()
     results["goals"] = TARGETS
     results["goals_at_least"] = list(AT_LEAST)
@@ -235,5 +253,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    progress("make bench: mocks, suites, previews, image, serving, cluster (several minutes)")
+    progress("make bench: mocks, suites, previews, image, serving, cluster, llm (several minutes)")
     sys.exit(main())

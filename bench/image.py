@@ -82,6 +82,7 @@ def run() -> dict[str, Any]:
         "image_size_ratio": rounded(app / seed),
         "app_mb": rounded(app / 1e6, 1),
         "seed_mb": rounded(seed / 1e6, 1),
+        "llamacpp_mb": rounded(sizes["llamacpp_bytes"] / 1e6, 1) if "llamacpp_bytes" in sizes else None,
         "image_test_exit": result.returncode,
         "image_test_s": round(seconds),
         "serving_bench_s": None if container is None else container.get("seconds"),

@@ -1,4 +1,4 @@
-"""GPU memory sizing for serving a decoder-only transformer with vLLM.
+"""Memory sizing for serving a decoder-only transformer: on GPUs with vLLM, on CPU with llama.cpp.
 
 Pure functions, standard library only. Given a model architecture, a weight
 dtype, the context length, the number of concurrent sequences and the GPU
@@ -79,6 +79,17 @@ the first and last stages in vLLM; the 5 % weight overhead absorbs them. An
 explicit ``gpus`` larger than ``gpus_per_node`` means ``tp = gpus_per_node``
 and ``pp = gpus / gpus_per_node``.
 
+llama.cpp on CPU (:func:`size_llamacpp`)
+---------------------------------------
+``memory_bytes = gguf_bytes + kv_cache_bytes + LLAMACPP_OVERHEAD_BYTES``, rounded up to a whole MiB, where
+the GGUF is read through mmap (its pages are charged to the pod's cgroup as it is read) and the KV cache holds
+``ctx_size * parallel`` tokens (llama-server gives each of its ``parallel`` slots ``ctx_size`` tokens) of
+``2 * layers * kv_heads * head_dim`` f16 elements (2 bytes each). Models with sliding-window layers (Gemma 3)
+need less: this is the upper bound. ``LLAMACPP_OVERHEAD_BYTES`` covers the server, its compute buffers at the
+default batch sizes and the output logits of a large vocabulary (measured: docs/gpu-sizing.md). Threads
+follow the CPU limit: ``threads = max(1, floor(cpu))``, so the decode threads never outnumber the CPUs the
+CFS quota grants.
+
 Pod recommendations
 -------------------
 Pod recommendations are per pod; with pipeline parallelism a replica has one
@@ -115,14 +126,19 @@ from types import MappingProxyType
 
 __all__ = [
     "DTYPE_BYTES",
+    "GgufFacts",
+    "LlamaCppSizing",
     "ModelArchitecture",
     "SizingError",
     "SizingRequest",
     "SizingResult",
     "format_bytes",
+    "llamacpp_threads",
     "main",
     "min_gpus_for_weights",
     "parse_memory",
+    "read_gguf",
+    "size_llamacpp",
     "size_model",
     "valid_tensor_parallel_sizes",
 ]
@@ -985,11 +1001,143 @@ def _render_table(request: SizingRequest, result: SizingResult) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# llama.cpp on CPU
+# ---------------------------------------------------------------------------------------------
+
+LLAMACPP_KV_BYTES = 2  # llama-server's default cache type: f16 keys and values
+LLAMACPP_OVERHEAD_BYTES = 256 * MiB
+
+
+@dataclass(frozen=True)
+class LlamaCppSizing:
+    """What one llama-server pod needs: the GGUF, the KV cache of every slot, the overhead (bytes)."""
+
+    gguf_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+
+    @property
+    def memory_bytes(self) -> int:
+        total = self.gguf_bytes + self.kv_cache_bytes + self.overhead_bytes
+        return -(-total // MiB) * MiB
+
+
+def size_llamacpp(
+    gguf_bytes: int, layers: int, kv_heads: int, head_dim: int, ctx_size: int, parallel: int
+) -> LlamaCppSizing:
+    """A llama-server pod serving ``parallel`` slots of ``ctx_size`` tokens each from a GGUF of ``gguf_bytes``."""
+    for name, value in (
+        ("gguf_bytes", gguf_bytes),
+        ("layers", layers),
+        ("kv_heads", kv_heads),
+        ("head_dim", head_dim),
+        ("ctx_size", ctx_size),
+        ("parallel", parallel),
+    ):
+        _check_positive_int(name, value)
+    kv = 2 * layers * kv_heads * head_dim * LLAMACPP_KV_BYTES * ctx_size * parallel
+    return LlamaCppSizing(gguf_bytes=gguf_bytes, kv_cache_bytes=kv, overhead_bytes=LLAMACPP_OVERHEAD_BYTES)
+
+
+def llamacpp_threads(cpu: str) -> int:
+    """Decode threads for a CPU limit (a Kubernetes quantity: ``2``, ``1500m``): the whole CPUs it grants."""
+    millis = Decimal(cpu[:-1]) / 1000 if cpu.endswith("m") else Decimal(cpu)
+    return max(1, int(millis.to_integral_value(ROUND_FLOOR)))
+
+
+@dataclass(frozen=True)
+class GgufFacts:
+    """What sizing reads from a GGUF file: its size and the shape of its attention (``architecture`` keys)."""
+
+    path: str
+    gguf_bytes: int
+    architecture: str
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    context_length: int
+    params: int
+
+
+def read_gguf(path: str) -> GgufFacts:
+    """The GGUF's metadata, through PyPI's ``gguf`` reader (memory-mapped: the weights are not read)."""
+    import os
+
+    from gguf import GGUFReader  # only the CLI needs it
+
+    reader = GGUFReader(path)
+
+    def field(name: str) -> int | str:
+        found = reader.get_field(name)
+        if found is None:
+            raise SizingError("gguf", f"{path} has no {name} in its metadata")
+        value = found.contents()
+        return value if isinstance(value, str) else int(value)
+
+    arch = str(field("general.architecture"))
+    heads = int(field(f"{arch}.attention.head_count"))
+    embedding = int(field(f"{arch}.embedding_length"))
+    key_length = reader.get_field(f"{arch}.attention.key_length")
+    return GgufFacts(
+        path=path,
+        gguf_bytes=os.path.getsize(path),
+        architecture=arch,
+        layers=int(field(f"{arch}.block_count")),
+        heads=heads,
+        kv_heads=int(field(f"{arch}.attention.head_count_kv")),
+        head_dim=int(key_length.contents()) if key_length is not None else embedding // heads,
+        context_length=int(field(f"{arch}.context_length")),
+        params=sum(int(t.n_elements) for t in reader.tensors),
+    )
+
+
+def _gguf_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m components.sizing --gguf",
+        description="Size a llama.cpp (llamacpp engine) pod from a GGUF file: memory and the config keys to set.",
+    )
+    parser.add_argument("--gguf", required=True, metavar="FILE", help="the GGUF the image bakes in")
+    parser.add_argument("--ctx-size", type=_positive_int_arg, default=4096, help="context tokens per slot")
+    parser.add_argument("--parallel", type=_positive_int_arg, default=4, help="slots decoded at once")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        facts = read_gguf(args.gguf)
+    except (OSError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    sized = size_llamacpp(facts.gguf_bytes, facts.layers, facts.kv_heads, facts.head_dim, args.ctx_size, args.parallel)
+    if args.json:
+        print(json.dumps({**facts.__dict__, **sized.__dict__, "memory_bytes": sized.memory_bytes}, indent=2))
+        return 0
+    print(
+        f"{facts.path}: {facts.architecture}, {facts.params:,} parameters, {facts.layers} layers, "
+        f"{facts.kv_heads} KV heads of {facts.head_dim}, trained context {facts.context_length}\n"
+        f"GGUF {format_bytes(facts.gguf_bytes)} + KV cache {format_bytes(sized.kv_cache_bytes)} "
+        f"({args.parallel} x {args.ctx_size} tokens) + overhead {format_bytes(sized.overhead_bytes)} "
+        f"= {format_bytes(sized.memory_bytes)}\n"
+        "config (models[i]):\n"
+        f"  architecture: {{params: {facts.params:.4g}, layers: {facts.layers}, heads: {facts.heads}, "
+        f"kvHeads: {facts.kv_heads}, headDim: {facts.head_dim}}}\n"
+        f"  llamacpp: {{ctxSize: {args.ctx_size}, parallel: {args.parallel}, ggufBytes: {facts.gguf_bytes}}}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns 0 fits, 1 does not fit, 2 bad input."""
+    """Command-line entry point; returns 0 fits, 1 does not fit, 2 bad input. ``--gguf FILE`` sizes a llama.cpp
+    pod from a GGUF instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--gguf" or a.startswith("--gguf=") for a in argv):
+        return _gguf_main(argv)
     parser = _build_parser()
     try:
-        args = parser.parse_args(None if argv is None else list(argv))
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the message already
         return exc.code if isinstance(exc.code, int) else 2
     request = SizingRequest(

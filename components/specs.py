@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components import sizing
 from components.capacity import GpuCapacity
 from components.config import (
     GATEWAYS,
@@ -268,7 +269,43 @@ def tensor_parallel_size(model: ModelConfig) -> int:
     return max(1, model.resources.gpus)
 
 
+def llamacpp_args(model: ModelConfig) -> list[str]:
+    """llama-server's flags: the baked GGUF, its slots and their context, threads from the CPU limit, and the
+    Prometheus endpoint the monitors and autoscalers read."""
+    settings = model.llamacpp
+    threads = str(sizing.llamacpp_threads(model.resources.cpu))
+    args = [
+        "--model",
+        f"{model.model_dir}/{settings.model_file}",
+        "--alias",
+        model.model_id,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(model.port),
+        "--ctx-size",
+        str(settings.ctx_size * settings.parallel),
+        "--parallel",
+        str(settings.parallel),
+        "--threads",
+        threads,
+        "--threads-batch",
+        threads,
+        "--n-predict",
+        str(settings.max_tokens),
+        "--cache-ram",
+        str(settings.prompt_cache_mib),
+        "--metrics",
+        "--no-ui",
+    ]
+    if settings.chat_template is not None:  # a built-in template by name, which llama-server takes only without Jinja
+        args += ["--no-jinja", "--chat-template", settings.chat_template]
+    return args + list(model.args)
+
+
 def container_args(model: ModelConfig) -> list[str]:
+    if model.engine == "llamacpp":
+        return llamacpp_args(model)
     if model.engine != "vllm":
         return list(model.args)
     args = ["--model", model.model_id, "--port", str(model.port), "--host", "0.0.0.0"]
@@ -301,7 +338,7 @@ def container_env(model: ModelConfig) -> list[Obj]:
         "HF_HOME": CACHE_DIR,
         "XDG_CACHE_HOME": "/tmp/.cache",
     }
-    if model.engine == "server":
+    if model.engine in ("server", "llamacpp"):  # both drain in-flight requests on SIGTERM, within this budget
         env["DRAIN_SECONDS"] = str(DRAIN_SECONDS)
     if model.model_dir:
         env["MODEL_DIR"] = model.model_dir
@@ -990,14 +1027,20 @@ def alert_rules(model: ModelConfig) -> list[Obj]:
             f"More than {alerts.queue_depth} requests wait per pod of {model.name} on average; the autoscaler is at "
             "its maximum or cannot add pods.",
         ),
-        _alert(
-            "ModelLatencyHigh",
-            f"{_p95(model)} > {alerts.p95_latency_seconds:g}",
-            10,
-            "warning",
-            model,
-            f"Model {model.name} answers slowly",
-            f"The 95th percentile request latency of {model.name} is above {alerts.p95_latency_seconds:g}s.",
+        *(
+            [
+                _alert(
+                    "ModelLatencyHigh",
+                    f"{_p95(model)} > {alerts.p95_latency_seconds:g}",
+                    10,
+                    "warning",
+                    model,
+                    f"Model {model.name} answers slowly",
+                    f"The 95th percentile request latency of {model.name} is above {alerts.p95_latency_seconds:g}s.",
+                )
+            ]
+            if engine.latency_metric is not None  # an engine without a latency histogram gets no latency alert
+            else []
         ),
         _alert(
             "ModelPodsPending",
@@ -1043,14 +1086,17 @@ def dashboard(model: ModelConfig) -> Obj:
     panels: list[tuple[str, str, dict[str, str]]] = [
         ("Requests waiting", "short", {"waiting": f"sum({_model_series(model, engine.queue_metric)})"}),
         ("Requests running", "short", {"running": f"sum({_model_series(model, engine.running_metric)})"}),
-        ("Requests per second", "reqps", {"rps": f"sum(rate({_model_series(model, engine.requests_metric)}[5m]))"}),
-        ("p95 latency", "s", {"p95": _p95(model)}),
-        (
-            "Replicas",
-            "short",
-            dict(zip(("ready", "wanted"), _replicas(model), strict=True)),
-        ),
     ]
+    # Each engine's panels from the counters it has: an encoder generates no tokens, llama.cpp counts no requests.
+    if engine.requests_metric is not None:
+        rps = f"sum(rate({_model_series(model, engine.requests_metric)}[5m]))"
+        panels.append(("Requests per second", "reqps", {"rps": rps}))
+    if engine.tokens_metric is not None:
+        tps = f"sum(rate({_model_series(model, engine.tokens_metric)}[5m]))"
+        panels.append(("Tokens generated per second", "short", {"tokens/s": tps}))
+    if engine.latency_metric is not None:
+        panels.append(("p95 latency", "s", {"p95": _p95(model)}))
+    panels.append(("Replicas", "short", dict(zip(("ready", "wanted"), _replicas(model), strict=True))))
     if model.resources.gpus:
         gpu = selector({"namespace": model.namespace})  # the DCGM exporter labels each GPU with its pod
         panels += [

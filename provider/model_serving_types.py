@@ -231,19 +231,50 @@ class Architecture(TypedDict, total=False):
     """Share of GPU memory vLLM may use (`--gpu-memory-utilization`). Default: 0.9."""
 
 
+class LlamaCpp(TypedDict, total=False):
+    """How llama-server serves the model (engine `llamacpp`): its slots, their context and the GGUF it loads."""
+
+    ctxSize: int
+    """Context tokens of one slot: prompt and answer (`--ctx-size` is this × parallel). Default: 4096."""
+    parallel: int
+    (
+        "Slots decoded at once (`--parallel`, continuous batching); more requests wait (`llamacpp:requests_deferred`). "
+        "Default: 4."
+    )
+    maxTokens: int
+    (
+        "Tokens an answer generates when its request sets no `max_tokens` (`--n-predict`): a base model may not stop. "
+        "Default: 512."
+    )
+    modelFile: str
+    """The GGUF in `modelDir` (`--model`). Default: model.gguf."""
+    ggufBytes: int
+    (
+        "The GGUF's size in bytes (`python -m components.sizing --gguf FILE` prints it): with `architecture`, "
+        "`resources.memory` is sized from it. Default: resources.memory as given or its default."
+    )
+    chatTemplate: str
+    (
+        "`--chat-template`: one of llama.cpp's built-in templates by name (e.g. `gemma`), for a GGUF that carries none "
+        "(served with `--no-jinja`). Default: the GGUF's own."
+    )
+    promptCacheMib: int
+    """MiB of host memory for cached prompts (`--cache-ram`; 0: off); counted in sizing. Default: 256."""
+
+
 class Resources(TypedDict, total=False):
     """Per pod; requests equal limits."""
 
     cpu: str
     """CPU. Default: 4."""
     memory: str
-    """Memory. Default: 16Gi; with an architecture, from sizing."""
+    """Memory. Default: 16Gi; with an architecture, from sizing (llamacpp: also needs llamacpp.ggufBytes)."""
     ephemeralStorage: str
     """Ephemeral storage: `/tmp`, an emptyDir model cache, logs. Default: 10Gi."""
     gpus: int
     (
-        "Whole GPUs per pod, in limits and requests. Default: 0 for server, 1 for vllm; with an architecture, from "
-        "sizing (per pod: a replica over several nodes has one pod per node)."
+        "Whole GPUs per pod, in limits and requests. Default: 0 for server, 1 for vllm, 0 for llamacpp; with an "
+        "architecture, from sizing (per pod: a replica over several nodes has one pod per node)."
     )
 
 
@@ -251,7 +282,7 @@ class Probes(TypedDict, total=False):
     """How long the model may take to load, and how often the startup probe asks."""
 
     modelLoadSeconds: int
-    """Startup budget for loading the model. Default: server: 600; vllm: 1800."""
+    """Startup budget for loading the model. Default: server: 600; vllm: 1800; llamacpp: 300."""
     periodSeconds: int
     """Startup probe period. Default: 10."""
 
@@ -311,7 +342,8 @@ class Autoscaling(TypedDict, total=False):
     metric: Metric
     (
         "What the autoscaler scales on. Default: server: {type: cpu}; vllm: {type: pods, name: "
-        "vllm:num_requests_waiting, targetAverageValue: '5'}."
+        "vllm:num_requests_waiting, targetAverageValue: '5'}; llamacpp: {type: pods, name: llamacpp:requests_deferred, "
+        "targetAverageValue: '2'}."
     )
     scaleUpWindowSeconds: int
     """Scale-up stabilization window. Default: 0."""
@@ -340,7 +372,7 @@ class Alerts(TypedDict, total=False):
     queueMinutes: int
     """Minutes the backlog lasts before its alert fires. Default: 5."""
     p95LatencySeconds: float
-    """P95 request latency that fires an alert. Default: server: 2; vllm: 60."""
+    """P95 request latency that fires an alert. Default: server: 2; vllm: 60; llamacpp: 60."""
 
 
 class Rollout(TypedDict, total=False):
@@ -477,7 +509,8 @@ class ModelServiceArgs(TypedDict, total=False):
     engine: str
     (
         "`server`: the project's image (`app/`): a CPU-bound encoder; `vllm`: vLLM's OpenAI server on GPUs (args from "
-        "sizing, probes on `/health`). Default: server."
+        "sizing, probes on `/health`); `llamacpp`: llama.cpp's `llama-server` on CPU: a GGUF baked into the image "
+        "under `modelDir` (`llamacpp` block: context, slots, chat template). Default: server."
     )
     modelId: Required[str]
     """Hub id of the model (`--model` for vLLM, `MODEL_ID` for the server)."""
@@ -494,7 +527,12 @@ class ModelServiceArgs(TypedDict, total=False):
     image: Required[Image]
     """The server image."""
     architecture: Architecture
-    """The model's shape, for GPU engines (README: GPU sizing). Default: none."""
+    (
+        "The model's shape: sizes GPU engines (README: GPU sizing) and, with `llamacpp.ggufBytes`, llama.cpp's memory. "
+        "Default: none."
+    )
+    llamacpp: LlamaCpp
+    """Llama-server's settings (engine `llamacpp`). Default: each key's default."""
     resources: Resources
     """Per pod; requests equal limits. Default: each key's default."""
     port: int

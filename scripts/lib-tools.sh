@@ -7,11 +7,16 @@
 # its tools/ folder. Every artifact there is keyed by version (stamps, versioned folders), so clones pinned to
 # different versions share the cache safely. A clone whose .tools is a real folder (older checkouts) keeps it.
 
+# cache_root: the per-user cache every clone shares (tools/, and images/ and docker/ of the image builds).
+cache_root() {
+	local home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}" # HOME may be unset under CI runners
+	echo "${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$home/.cache}/model-serving}"
+}
+
 # tools_dir ROOT: make ROOT/.tools point into the cache if it does not exist yet; print its path.
 tools_dir() {
 	local root=$1 cache
-	local home="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}" # HOME may be unset under CI runners
-	cache="${MODEL_SERVING_CACHE:-${XDG_CACHE_HOME:-$home/.cache}/model-serving}"
+	cache="$(cache_root)"
 	if [[ ! -e "$root/.tools" && ! -L "$root/.tools" ]]; then
 		mkdir -p "$cache/tools"
 		ln -s "$cache/tools" "$root/.tools"

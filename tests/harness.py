@@ -36,7 +36,10 @@ TEST_SECRETS = {"hubToken": "hf_test_token_value", "registryPassword": "registry
 # local cluster (.cluster/…, the local stack's) reads this lock instead, written to a temporary file, so that no
 # test depends on a cluster having been started. Other imageLock values (absolute temporary paths) are kept.
 LOCAL_CLUSTER_DIR = ".cluster/"
-TEST_IMAGE_LOCK = {"model-serving/server:local": "docker.io/model-serving/server@sha256:" + "d" * 64}
+TEST_IMAGE_LOCK = {
+    "model-serving/server:local": "docker.io/model-serving/server@sha256:" + "d" * 64,
+    "model-serving/llamacpp:local": "docker.io/model-serving/llamacpp@sha256:" + "e" * 64,
+}
 _lock_dir: Path | None = None
 
 

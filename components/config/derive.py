@@ -3,6 +3,7 @@ itself. Each function takes the :class:`~components.config.declare.Scope` of the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -52,11 +53,27 @@ GPUS = Derived(
 
 
 def _memory(s: Scope) -> str:
-    sized = s["sizing"]
+    sized, cpu_sized = s["sizing"], s["cpu_sizing"]
+    if cpu_sized is not None:
+        return f"{cpu_sized.memory_bytes // 2**20}Mi"
     return _gibibytes(sized.host_memory_bytes) if sized is not None else MEMORY
 
 
-MEMORY_DEFAULT = Derived(f"`{MEMORY}`; with an architecture, from sizing", _memory)
+MEMORY_DEFAULT = Derived(
+    f"`{MEMORY}`; with an architecture, from sizing (`llamacpp`: also needs `llamacpp.ggufBytes`)", _memory
+)
+
+
+def size_llamacpp(s: Scope) -> Any:
+    """A llamacpp model with its GGUF's size and shape: the memory its pod needs (the GGUF, every slot's KV cache,
+    the prompt cache and the overhead)."""
+    arch, settings = s["architecture"], s["llamacpp"]
+    if s["engine"] != "llamacpp" or settings.gguf_bytes is None or arch is None:
+        return None
+    sized = sizing.size_llamacpp(
+        settings.gguf_bytes, arch.layers, arch.kv_heads, arch.head_dim, settings.ctx_size, settings.parallel
+    )
+    return dataclasses.replace(sized, overhead_bytes=sized.overhead_bytes + settings.prompt_cache_mib * 2**20)
 
 
 def _shm(s: Scope) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-Engine = Literal["server", "vllm"]
+Engine = Literal["server", "vllm", "llamacpp"]
 Scope = Literal["pods", "nodes", "cluster"]
 
 
@@ -118,6 +118,29 @@ VLLM = Exporter(
     ),
 )
 
+LLAMACPP = Exporter(
+    "llamacpp",
+    "llama.cpp's `llama-server` with `--metrics` (no process metrics, no KV-cache gauge)",
+    "pods",
+    (
+        "llamacpp:prompt_tokens_total",
+        "llamacpp:prompt_tokens_cached_total",
+        "llamacpp:prompt_seconds_total",
+        "llamacpp:tokens_predicted_total",
+        "llamacpp:tokens_predicted_seconds_total",
+        "llamacpp:n_decode_total",
+        "llamacpp:n_tokens_max",
+        "llamacpp:prompt_tokens_seconds",
+        "llamacpp:predicted_tokens_seconds",
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+        "llamacpp:n_busy_slots_per_decode",
+        "llamacpp:spec_decode_num_draft_tokens_total",
+        "llamacpp:spec_decode_num_accepted_tokens_total",
+        "llamacpp:spec_decode_num_drafts_total",
+    ),
+)
+
 # The DCGM exporter's counters (its counters file is written from this list): the device fields that need no
 # profiling privilege (the DCP ``DCGM_FI_PROF_*`` fields need SYS_ADMIN, which the exporter does not get).
 DCGM_COUNTERS: tuple[tuple[str, str, str], ...] = (
@@ -193,7 +216,7 @@ GATEWAYS: Mapping[str, Gateway] = MappingProxyType(
 )
 
 EXPORTERS: Mapping[str, Exporter] = MappingProxyType(
-    {e.name: e for e in (SERVER, VLLM, DCGM, KUBE_STATE_METRICS, ISTIO, INGRESS_NGINX)}
+    {e.name: e for e in (SERVER, VLLM, LLAMACPP, DCGM, KUBE_STATE_METRICS, ISTIO, INGRESS_NGINX)}
 )
 
 
@@ -217,18 +240,24 @@ class EngineSpec:
     """Requests being served now."""
     kv_cache_metric: str | None
     """The KV cache's utilization (0–1), which an endpoint picker scores pods on; None: the engine has none."""
-    requests_metric: str
-    """Requests finished (a counter)."""
-    latency_metric: str
-    """Request latency, a histogram (its base name)."""
+    requests_metric: str | None
+    """Requests finished (a counter); None: the engine counts none."""
+    tokens_metric: str | None
+    """Tokens generated (a counter); None: the engine generates none (an encoder)."""
+    latency_metric: str | None
+    """Request latency, a histogram (its base name); None: the engine exports none."""
     p95_latency_seconds: float
     """``alerts.p95LatencySeconds`` by default: an embedding answers in milliseconds, a completion in seconds."""
+    example: tuple[str, str]
+    """A first request a user can send (path, JSON body): what ``make up`` prints for each model."""
 
     @property
     def gpus(self) -> int:
         """GPUs per pod when neither ``resources.gpus`` nor an architecture says."""
         return 1 if self.uses_gpus else 0
 
+
+CHAT_EXAMPLE = ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "Say hello"}]}')
 
 ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
     {
@@ -246,8 +275,10 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             running_metric="model_server_requests_in_flight",
             kv_cache_metric=None,  # an encoder keeps no KV cache between requests
             requests_metric="model_server_requests_total",
+            tokens_metric=None,
             latency_metric="model_server_request_duration_seconds",
             p95_latency_seconds=2,
+            example=("/v1/embeddings", '{"input": "hello"}'),
         ),
         "vllm": EngineSpec(
             name="vllm",
@@ -264,8 +295,31 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             running_metric="vllm:num_requests_running",
             kv_cache_metric="vllm:kv_cache_usage_perc",
             requests_metric="vllm:request_success_total",
+            tokens_metric="vllm:generation_tokens_total",
             latency_metric="vllm:e2e_request_latency_seconds",
             p95_latency_seconds=60,
+            example=CHAT_EXAMPLE,
+        ),
+        "llamacpp": EngineSpec(
+            name="llamacpp",
+            doc="llama.cpp's `llama-server` on CPU: a GGUF baked into the image under `modelDir` "
+            "(`llamacpp` block: context, slots, chat template)",
+            port=8000,
+            liveness="/health",
+            readiness="/health",  # 503 while the model loads
+            model_load_seconds=300,
+            uses_gpus=False,  # until the image has a GPU build
+            # Requests deferred: every slot (`--parallel`) is busy and they wait for one.
+            metric={"type": "pods", "name": "llamacpp:requests_deferred", "targetAverageValue": "2"},
+            exporter=LLAMACPP,
+            queue_metric="llamacpp:requests_deferred",
+            running_metric="llamacpp:requests_processing",
+            kv_cache_metric=None,  # this llama-server exports no KV-cache gauge
+            requests_metric=None,  # it counts tokens and decode calls, not requests
+            tokens_metric="llamacpp:tokens_predicted_total",
+            latency_metric=None,  # no latency histogram: throughput gauges instead
+            p95_latency_seconds=60,
+            example=CHAT_EXAMPLE,
         ),
     }
 )

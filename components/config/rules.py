@@ -223,10 +223,30 @@ def engine_gpus(model: ModelConfig, at: At) -> Iterator[Problem]:
         yield Problem(at.key("resources.gpus"), f"must be 0: engine {engine.name} runs on CPU only (got {gpus})")
     if engine.uses_gpus and gpus == 0:
         yield Problem(at.key("resources.gpus"), f"must be >= 1: engine {engine.name} serves on GPUs (got 0)")
-    if not engine.uses_gpus and model.architecture is not None:
+    if not engine.uses_gpus and model.architecture is not None and model.engine != "llamacpp":
         yield Problem(
             at.key("architecture"),
-            f"only sizes GPU engines (engine {engine.name} runs on CPU only); set resources instead",
+            f"only sizes GPU engines and llamacpp (engine {engine.name} runs on CPU only); set resources instead",
+        )
+
+
+def llamacpp_serves_a_baked_model(model: ModelConfig, at: At) -> Iterator[Problem]:
+    """llama-server loads a GGUF from the image: it has no hub download here, and its settings mean nothing to
+    another engine."""
+    if model.engine != "llamacpp":
+        if at.given("llamacpp"):
+            yield Problem(at.key("llamacpp"), f"is for engine llamacpp only (engine is {model.engine})")
+        return
+    if model.model_dir is None:
+        yield Problem(
+            at.key("modelDir"),
+            f"is required with engine llamacpp: llama-server loads <modelDir>/{model.llamacpp.model_file} from the "
+            f"image and does not download {model.model_id!r} from the hub",
+        )
+    if model.llamacpp.gguf_bytes is not None and model.architecture is None:
+        yield Problem(
+            at.key("architecture"),
+            "is required with llamacpp.ggufBytes: its layers, kvHeads and headDim size the KV cache",
         )
 
 
@@ -309,6 +329,7 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
         service_behind_the_gateway,
         metric_is_exported,
         engine_gpus,
+        llamacpp_serves_a_baked_model,
         gpus_cover_the_sizing,
         cache_fits_ephemeral_storage,
         shared_cache_access_mode,

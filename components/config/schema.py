@@ -43,6 +43,7 @@ from components.config.kinds import (
     check_memory_size,
     one_of,
 )
+from components.sizing import LlamaCppSizing
 
 _key = key
 TMP_SIZE = "2Gi"  # the writable /tmp emptyDir of every model pod
@@ -236,6 +237,46 @@ class Architecture:
     max_num_seqs: int = key(Int(1, 100_000), 16, "sequences served at once (`--max-num-seqs`)")
     gpu_memory_utilization: float = key(
         Number(0.05, 1), 0.9, "share of GPU memory vLLM may use (`--gpu-memory-utilization`)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaCppConfig:
+    """How llama-server serves the model (engine `llamacpp`): its slots, their context and the GGUF it loads."""
+
+    type_name: ClassVar[str] = "LlamaCpp"
+    ctx_size: int = key(
+        Int(64, 1_048_576), 4096, "context tokens of one slot: prompt and answer (`--ctx-size` is this × parallel)"
+    )
+    parallel: int = key(
+        Int(1, 256),
+        4,
+        "slots decoded at once (`--parallel`, continuous batching); more requests wait (`llamacpp:requests_deferred`)",
+    )
+    max_tokens: int = key(
+        Int(1, 1_048_576),
+        512,
+        "tokens an answer generates when its request sets no `max_tokens` (`--n-predict`): a base model may not stop",
+    )
+    model_file: str = key(
+        Text("file name", pattern=re.compile(r"^[^/\0]+$")), "model.gguf", "the GGUF in `modelDir` (`--model`)"
+    )
+    gguf_bytes: int | None = key(
+        Int(1),
+        None,
+        "the GGUF's size in bytes (`python -m components.sizing --gguf FILE` prints it): with `architecture`, "
+        "`resources.memory` is sized from it",
+        unset="`resources.memory` as given or its default",
+    )
+    chat_template: str | None = key(
+        Text(),
+        None,
+        "`--chat-template`: one of llama.cpp's built-in templates by name (e.g. `gemma`), for a GGUF that carries "
+        "none (served with `--no-jinja`)",
+        unset="the GGUF's own",
+    )
+    prompt_cache_mib: int = key(
+        Int(0, 1_048_576), 256, "MiB of host memory for cached prompts (`--cache-ram`; 0: off); counted in sizing"
     )
 
 
@@ -546,9 +587,13 @@ class ModelConfig:
     )
     image: ImageConfig = key(Block(ImageConfig), REQUIRED, "the server image", override=derive.image_override)
     architecture: Architecture | None = key(
-        Block(Architecture), None, "the model's shape, for GPU engines (README: GPU sizing)"
+        Block(Architecture),
+        None,
+        "the model's shape: sizes GPU engines (README: GPU sizing) and, with `llamacpp.ggufBytes`, llama.cpp's memory",
     )
+    llamacpp: LlamaCppConfig = key(Block(LlamaCppConfig), EMPTY, "llama-server's settings (engine `llamacpp`)")
     sizing: sizing.SizingResult | None = computed(derive.size)
+    cpu_sizing: LlamaCppSizing | None = computed(derive.size_llamacpp)
     resources: Resources = key(Block(Resources), EMPTY, "per pod; requests equal limits")
     port: int = key(Int(1, 65535), derive.engine_default("port"), "container port (named `http`)")
     args: tuple[str, ...] = key(Strings(), (), "extra container args")

@@ -32,7 +32,9 @@ NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory)
 NODE_HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni)
 NODE_HOST_RUN_DIRS=(/run/containerd /run/netns) # shim sockets, runc state, netns mounts: removed when left empty
 PAUSE_IMAGE=model-serving.local/pause:local
-APP_IMAGE=model-serving/server:local # the local stack's image.ref; .cluster/images.json pins it by digest
+APP_IMAGE=model-serving/server:local # the local stack's image.ref values; .cluster/images.json pins them by digest
+LLAMACPP_IMAGE=model-serving/llamacpp:local
+MODEL_IMAGES=("$APP_IMAGE" "$LLAMACPP_IMAGE")
 IMAGE_LOCK="$DIR/images.json"
 
 node_enabled() { [[ ${CLUSTER_REAL_NODE:-1} == 1 ]]; }
@@ -229,18 +231,21 @@ node_config() {
 # ---------------------------------------------------------------------------------------------------
 # images
 
-# Build the app image and a pause image with a private Docker daemon, import both into the node's containerd
-# (skipped when the image did not change) and write the lock that pins the app image by its digest.
+# Build the local stack's images (the embeddings server's, llama.cpp's) and a pause image with a private Docker
+# daemon, import them into the node's containerd (skipped when an image did not change) and write the lock that pins
+# the stack's images by digest.
 node_images() {
-	local cache=${IMAGE_TEST_CACHE:-$ROOT/.cache/image-test} data_root=${IMAGE_TEST_DOCKER_DATA_ROOT:-$ROOT/.cache/docker}
+	local cache=${IMAGE_TEST_CACHE:-$(cache_root)/images} data_root=${IMAGE_TEST_DOCKER_DATA_ROOT:-$(cache_root)/docker}
 	(
 		set -Eeuo pipefail
 		export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 		DOCKER_LIB_NAME=real-node
-		# shellcheck source=../lib-docker.sh
+		# shellcheck source=../lib-docker.sh disable=SC2153  # ROOT: set by scripts/local-cluster
 		source "$ROOT/scripts/lib-docker.sh"
 		# shellcheck source=../lib-app-image.sh
 		source "$ROOT/scripts/lib-app-image.sh"
+		# shellcheck source=../lib-llamacpp-image.sh
+		source "$ROOT/scripts/lib-llamacpp-image.sh"
 		mkdir -p "$cache"
 		exec 8>"$cache/.lock" # scripts/image-test shares the daemon's data root and the caches
 		flock -w 1800 8 || die "timed out waiting for $cache/.lock"
@@ -248,44 +253,50 @@ node_images() {
 		docker_lib_ensure_tools
 		docker_lib_start_daemon "$data_root"
 		app_image "$cache" "$APP_IMAGE" "$LOGS/app-image-build.log"
-		import_image "$APP_IMAGE" docker.io/$APP_IMAGE
+		llamacpp_image "$cache" "$LLAMACPP_IMAGE" "$LOGS/llamacpp-image-build.log"
+		local image
+		for image in "${MODEL_IMAGES[@]}"; do import_image "$image" "docker.io/$image"; done
 		if ! ctr_ images ls -q | grep -qx "$PAUSE_IMAGE"; then
-			local root
-			root=$(mktemp -d)
-			cp "$BIN/pause" "$root/pause"
-			tar -C "$root" --owner=0 --group=0 --mtime=@0 -cf "$root.tar" pause
-			"$DOCKER" import --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' "$root.tar" \
+			local rootfs
+			rootfs=$(mktemp -d)
+			cp "$BIN/pause" "$rootfs/pause"
+			tar -C "$rootfs" --owner=0 --group=0 --mtime=@0 -cf "$rootfs.tar" pause
+			"$DOCKER" import --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' "$rootfs.tar" \
 				"$PAUSE_IMAGE" >/dev/null
-			rm -rf "$root" "$root.tar"
+			rm -rf "$rootfs" "$rootfs.tar"
 			"$DOCKER" save "$PAUSE_IMAGE" | ctr_ images import - >/dev/null
 		fi
 	)
-	local digest
-	digest=$(ctr_ images ls "name==docker.io/$APP_IMAGE" | awk 'NR == 2 { print $3 }')
-	[[ $digest == sha256:* ]] || die "the app image is not in the node's containerd"
-	# The kubelet asks for repository@digest: give the image that name too.
-	ctr_ images tag --force "docker.io/$APP_IMAGE" "docker.io/${APP_IMAGE%:*}@$digest" >/dev/null
-	printf '{"%s": "docker.io/%s@%s"}\n' "$APP_IMAGE" "${APP_IMAGE%:*}" "$digest" >"$IMAGE_LOCK.tmp"
+	local image digest entries=()
+	for image in "${MODEL_IMAGES[@]}"; do
+		digest=$(ctr_ images ls "name==docker.io/$image" | awk 'NR == 2 { print $3 }')
+		[[ $digest == sha256:* ]] || die "the image $image is not in the node's containerd"
+		# The kubelet asks for repository@digest: give the image that name too.
+		ctr_ images tag --force "docker.io/$image" "docker.io/${image%:*}@$digest" >/dev/null
+		entries+=("\"$image\": \"docker.io/${image%:*}@$digest\"")
+		say "image $image imported as docker.io/${image%:*}@$digest"
+	done
+	local IFS=,
+	printf '{%s}\n' "${entries[*]}" >"$IMAGE_LOCK.tmp"
 	mv "$IMAGE_LOCK.tmp" "$IMAGE_LOCK"
-	say "app image $APP_IMAGE imported as docker.io/${APP_IMAGE%:*}@$digest (lock: .cluster/images.json)"
+	say "the local stack's images are pinned by digest in .cluster/images.json"
 }
 
 # import_image DOCKER_TAG CONTAINERD_NAME: docker save | ctr import, unless containerd has that very image (its
 # config digest is Docker's image ID). Called inside node_images' subshell, where lib-docker.sh set DOCKER.
 # shellcheck disable=SC2031
 import_image() {
-	local id have
+	local id have marker=$NODE_DIR/images/${2//[\/:]/_}
 	id=$("$DOCKER" image inspect -f '{{.Id}}' "$1")
 	have=$(ctr_ images ls "name==$2" 2>/dev/null | awk 'NR == 2 { print $1 }')
-	if [[ -n $have && -f "$NODE_DIR/images/$id" ]]; then
+	if [[ -n $have && -f $marker && $(<"$marker") == "$id" ]]; then
 		docker_lib_log "$1 is already in the node's containerd"
 		return 0
 	fi
 	docker_lib_log "importing $1 into the node's containerd"
 	"$DOCKER" save "$1" | ctr_ images import - >/dev/null
-	rm -rf "$NODE_DIR/images"
 	mkdir -p "$NODE_DIR/images"
-	touch "$NODE_DIR/images/$id"
+	echo "$id" >"$marker"
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -126,6 +126,12 @@ class Stack:
         prefix = config.get("namespace", "models")
         return {f"{prefix}-{m['name']}" for m in config["models"]}
 
+    def endpoint(self, model: str) -> str:
+        """The model's endpoint output: a LoadBalancer stand-in address."""
+        url: str = self.outputs()[f"{model}_endpoint"]
+        assert url.startswith("http://127.0.10."), url
+        return url
+
     def export(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.pulumi("stack", "export").stdout)
         return result

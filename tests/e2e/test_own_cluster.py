@@ -22,8 +22,10 @@ def test_up_and_down_through_a_kube_context(kube: Kube, tmp_path: Path) -> None:
     assert "local-cluster" not in up.stdout and "starting etcd" not in up.stdout
     outputs = json.loads(project.pulumi("stack", "output", "--json", "--stack", "local").stdout)
     assert outputs["minilm_image_ref"] == "model-serving/server:local"
+    assert outputs["gemma_image_ref"] == "model-serving/llamacpp:local"
     status, body = post_embeddings(outputs["minilm_endpoint"], {"input": "hello"})
     assert status == 200 and len(body["data"][0]["embedding"]) == 384
     project.make("down", "STACK=local", f"KUBE_CONTEXT={CONTEXT}")
-    wait_until("the stack's namespace to go", lambda: not kube.exists("namespace", "owncluster-minilm"), timeout=120)
+    gone = ("owncluster-minilm", "owncluster-gemma")
+    wait_until("the stack's namespaces to go", lambda: not any(kube.exists("namespace", ns) for ns in gone), 120)
     assert "kubeContext" not in (project.path / "stacks" / "Pulumi.local.yaml").read_text()

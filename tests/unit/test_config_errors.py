@@ -49,6 +49,12 @@ class Mistake:
 
 
 MISTAKES = [
+    # llama.cpp (local's models[1], gemma): CPU only, a baked GGUF, its own settings
+    Mistake("llamacpp-with-a-gpu", "local", {"models[1].resources.gpus": 1}, "models[1].resources.gpus"),
+    Mistake("llamacpp-without-model-dir", "local", {"models[1].modelDir": DELETE}, "models[1].modelDir"),
+    Mistake("llamacpp-settings-on-server", "local", {"models[0].llamacpp": {"parallel": 2}}, "models[0].llamacpp"),
+    Mistake("llamacpp-gguf-without-shape", "local", {"models[1].architecture": DELETE}, "models[1].architecture"),
+    Mistake("llamacpp-no-slot", "local", {"models[1].llamacpp.parallel": 0}, "models[1].llamacpp.parallel"),
     # wrong types
     Mistake("replicas-a-word", "render", {"models[0].replicas": "two"}, "models[0].replicas"),
     Mistake("replicas-a-boolean", "render", {"models[0].replicas": True}, "models[0].replicas"),

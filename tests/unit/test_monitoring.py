@@ -142,12 +142,25 @@ def test_every_query_of_every_stack_names_only_listed_metrics(stack: str) -> Non
 
 def test_the_monitored_stacks_hold_queries() -> None:
     # A KEDA trigger per KEDA model (the 8B Llama's); 4 alerts per model; panel targets: 6 per model (two for
-    # replicas), 2 more per GPU model (both Llamas).
+    # replicas), 2 more per GPU model (both Llamas), 1 more per model generating tokens (the vLLM ones).
     models = PROD.models
     triggers = sum(1 for m in models if m.keda)
     gpu_models = sum(1 for m in models if m.resources.gpus)
-    assert (len(models), triggers, gpu_models) == (3, 1, 2)
-    assert len(_queries("prod")) == triggers + len(models) * 4 + len(models) * 6 + gpu_models * 2
+    generating = sum(1 for m in models if m.engine_spec.tokens_metric)
+    assert (len(models), triggers, gpu_models, generating) == (3, 1, 2, 2)
+    panels = len(models) * 6 + gpu_models * 2 + generating
+    assert len(_queries("prod")) == triggers + len(models) * 4 + panels
+
+
+def test_llamacpp_monitoring_reads_what_llama_server_exports() -> None:
+    """llama-server has no latency histogram and no request counter: no latency alert, a tokens panel instead."""
+    model = next(m for m in typed("local").models if m.engine == "llamacpp")
+    alerts = {r["alert"]: r for r in specs.alert_rules(model)}
+    assert set(alerts) == {"ModelNotReady", "ModelQueueBacklog", "ModelPodsPending"}
+    assert "llamacpp:requests_deferred" in alerts["ModelQueueBacklog"]["expr"]
+    titles = {p["title"]: p for p in specs.dashboard(model)["panels"]}
+    assert set(titles) == {"Requests waiting", "Requests running", "Tokens generated per second", "Replicas"}
+    assert "llamacpp:tokens_predicted_total" in titles["Tokens generated per second"]["targets"][0]["expr"]
 
 
 def test_the_component_registers_the_three_objects_as_its_children() -> None:

@@ -118,14 +118,14 @@ def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> No
     """The local stack applies to the local cluster: its kubeconfig, the image pinned through the lock that
     `make cluster-up` writes (here the harness's TEST_IMAGE_LOCK), and pods placed on the cluster's real node."""
     run = run_stack("local")
-    assert _kinds(run) == {  # a CPU model: no GPU node pool, whose objects are the e2e stack's on that cluster
-        "Namespace": 1,
-        "ServiceAccount": 1,
-        "Deployment": 1,
-        "PodDisruptionBudget": 1,  # up to 3 replicas
-        "HorizontalPodAutoscaler": 1,
-        "Service": 1,
-        "NetworkPolicy": 1,
+    assert _kinds(run) == {  # two CPU models: no GPU node pool, whose objects are the e2e stack's on that cluster
+        "Namespace": 2,
+        "ServiceAccount": 2,
+        "Deployment": 2,
+        "PodDisruptionBudget": 2,  # up to 3 and 2 replicas
+        "HorizontalPodAutoscaler": 2,
+        "Service": 2,
+        "NetworkPolicy": 2,
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
     assert "renderYamlToDirectory" not in provider.inputs
@@ -143,6 +143,27 @@ def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> No
     assert (service["type"], service["loadBalancerSourceRanges"]) == ("LoadBalancer", ["127.0.0.0/8"])
     hpa = run.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "minilm").inputs["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+
+
+def test_local_stack_serves_gemma_on_llama_cpp() -> None:
+    """The chat model: llama-server from the locked llamacpp image, its baked GGUF, sized memory and one thread
+    per whole CPU of its limit."""
+    run = run_stack("local")
+    pinned = TEST_IMAGE_LOCK["model-serving/llamacpp:local"]
+    assert run.outputs["gemma_image_ref"] == pinned
+    pod = run.one("kubernetes:apps/v1:Deployment", "gemma").inputs["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == pinned
+    assert _arg(container, "--model") == "/models/gemma-3-270m/model.gguf"
+    assert _arg(container, "--alias") == "google/gemma-3-270m"
+    assert (_arg(container, "--ctx-size"), _arg(container, "--parallel")) == ("4096", "2")  # 2 slots of 2048
+    assert (_arg(container, "--threads"), _arg(container, "--chat-template")) == ("1", "gemma")
+    assert "--metrics" in container["args"]
+    # 241 MiB of GGUF, 72 MiB of KV cache (18 layers x 1 KV head x 256 x f16 x 2 x 4096), 256 MiB of prompt
+    # cache and 256 MiB of overhead.
+    assert container["resources"]["limits"] == {"cpu": "750m", "memory": "826Mi", "ephemeral-storage": "3Gi"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert {"name": "DRAIN_SECONDS", "value": "25"} in container["env"]
 
 
 def test_dev_stack_builds_the_app_image_and_autoscales_one_to_two() -> None:
@@ -265,7 +286,7 @@ def test_a_cpu_only_stack_registers_no_gpu_node_pool() -> None:
     assert not run.of_type(POOL)
     assert not _pool_objects(run)
     assert {r.kind for r in run.kubernetes_objects()}.isdisjoint({"RuntimeClass", "DaemonSet", "ConfigMap", "NodePool"})
-    assert [r.name for r in run.of_type("kubernetes:core/v1:Namespace")] == ["local-minilm"]
+    assert sorted(r.name for r in run.of_type("kubernetes:core/v1:Namespace")) == ["local-gemma", "local-minilm"]
     assert "gpu_budget" in run.outputs and run.outputs["gpu_budget"] is None
 
 
