@@ -37,9 +37,30 @@ PROM_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 
 
+class InvalidValueError(Exception):
+    """A rule read a value that is wrong itself (:data:`INVALID`): that mistake is reported already, so the rule is
+    skipped rather than run on it."""
+
+
 class _Invalid:
+    """Reading anything of it (an attribute, a comparison, its truth, a hash for a lookup) raises
+    :class:`InvalidValueError`: a cross-field rule can run on a block whose other keys are wrong, and is skipped only
+    when it needs one of them."""
+
     def __repr__(self) -> str:
         return "INVALID"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe dunders: keep their protocol
+            raise AttributeError(name)
+        raise InvalidValueError(name)
+
+    def _used(self, *_: object) -> Any:
+        raise InvalidValueError("INVALID")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __hash__ = __format__ = _used
+    __iter__ = __len__ = __getitem__ = __contains__ = __int__ = __float__ = _used
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _used
 
 
 INVALID: Any = _Invalid()

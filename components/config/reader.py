@@ -23,7 +23,7 @@ from components.config.declare import (
 )
 from components.config.declare import nested as nested_keys
 from components.config.errors import Problems
-from components.config.kinds import INVALID, Strings, join, kind_of
+from components.config.kinds import INVALID, InvalidValueError, Strings, join, kind_of
 from components.config.rules import BLOCK_RULES, STACK_RULES, At, StackView
 from components.config.schema import StackConfig, StackSecrets
 
@@ -85,16 +85,26 @@ class Reader:
         return scope
 
     def block(self, cls: type, raw: object, path: str, outer: _Scope | None) -> Any:
-        """The block read and built, its rules checked; INVALID when anything in it is wrong."""
+        """The block read and built, its rules checked; INVALID when anything in it is wrong.
+
+        The rules run even when some of the block's keys are wrong, so that one run reports every mistake: a rule
+        that reads a wrong key (INVALID) is skipped, the others still run."""
         before = len(self.problems)
         scope = self.scope(cls, raw, path, outer)
-        if scope is None or len(self.problems) > before or INVALID in scope.values.values():
+        if scope is None:
             return INVALID
+        partial = len(self.problems) > before or any(v is INVALID for v in scope.values.values())
         obj = cls(**scope.values)
         for rule in BLOCK_RULES.get(cls, ()):
-            for problem in rule(obj, At(path, scope._raw)):
-                self.problems.add(*problem)
-        return obj if len(self.problems) == before else INVALID
+            try:
+                found = list(rule(obj, At(path, scope._raw)))
+            except InvalidValueError:
+                continue
+            named = {p.path for p in self.problems.found}
+            for problem in found:
+                if problem.path not in named:  # a key with a mistake of its own: that one says what to fix first
+                    self.problems.add(*problem)
+        return INVALID if partial or len(self.problems) > before else obj
 
     def key(self, spec: Key, scope: _Scope) -> Any:
         path = scope.key(spec.name)

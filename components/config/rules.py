@@ -1,5 +1,7 @@
-"""Rules across keys, each one named function. A block's rules run once every key of the block is valid (as a
-schema validator's model rules do); the stack's rules see whichever models and pool are valid.
+"""Rules across keys, each one named function. A block's rules run once its keys are read, even when some of them
+are wrong, so that one run reports every mistake: a wrong key reads as INVALID, and a rule that touches one is
+skipped (its mistake is reported already); a rule's problem on a key that has a mistake of its own is dropped. The
+stack's rules see whichever models and pool are valid.
 
 A rule yields :class:`Problem` s, each naming the key to change.
 """

@@ -156,6 +156,7 @@ SEVERAL_KEYS = [
     "gpuPool.taint.effect",
     "models[0].autoscaling.maxReplicas",
     "models[1].replicas",
+    "models[1].resources.gpus",  # reported beside the model's key mistakes, not after they are fixed
     "models[1].service.sourceRanges[0]",
 ]
 
@@ -168,6 +169,30 @@ def test_every_mistake_is_reported_at_once_each_naming_its_key() -> None:
     lines = str(caught.value).splitlines()
     assert [line.split(" ")[0] for line in lines] == paths
     assert caught.value.path == paths[0]
+
+
+def test_one_model_with_key_rule_and_cross_field_mistakes_gets_them_all_in_one_run() -> None:
+    """A new model's three mistakes at once: a rule of its autoscaler, a key of its Service, and a rule across the
+    model that needs neither (GPUs on a CPU engine). A rule reading a wrong key is skipped, not the others."""
+    edits = {
+        "models[1].autoscaling.minReplicas": 5,
+        "models[1].service.sourceRanges": ["10.0.0.0/33"],
+        "models[1].resources.gpus": 1,
+    }
+    with pytest.raises(ConfigError) as caught:
+        typed("prod", edits)
+    assert [p.path for p in caught.value.problems] == [
+        "models[1].autoscaling.maxReplicas",
+        "models[1].service.sourceRanges[0]",
+        "models[1].resources.gpus",
+    ]
+
+
+def test_a_rule_that_reads_a_wrong_key_is_skipped_not_misreported() -> None:
+    # engine_gpus needs the engine: with the engine wrong it says nothing of the GPUs.
+    with pytest.raises(ConfigError) as caught:
+        typed("prod", {"models[1].engine": "tgi", "models[1].resources.gpus": 1})
+    assert [p.path for p in caught.value.problems] == ["models[1].engine"]
 
 
 def test_a_rule_of_a_valid_model_is_reported_beside_another_models_mistakes() -> None:
