@@ -18,6 +18,9 @@ export PATH := $(ROOT)/.tools/bin:$(BIN):$(PATH)
 export PULUMI_HOME ?= $(ROOT)/.tools/pulumi-home
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+# Plugins come from PULUMI_HOME only: the kubernetes provider's binary in .tools/bin would otherwise be picked up
+# from PATH, with a warning on every run.
+export PULUMI_IGNORE_AMBIENT_PLUGINS := true
 export PULUMI_BACKEND_URL ?= file://$(ROOT)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= model-serving-local
 POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-config policy/config/$(STACK).json,)
@@ -173,7 +176,7 @@ github-env:
 	echo "$(ROOT)/.tools/bin" >>"$$GITHUB_PATH"
 	echo "$(BIN)" >>"$$GITHUB_PATH"
 	printf '%s\n' "PULUMI_HOME=$(PULUMI_HOME)" PULUMI_SKIP_UPDATE_CHECK=true \
-		PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true >>"$$GITHUB_ENV"
+		PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_IGNORE_AMBIENT_PLUGINS=true >>"$$GITHUB_ENV"
 
 # ---------------------------------------------------------------------------------------------------
 # The local cluster (scripts/local-cluster): a real control plane with fake GPU nodes on 127.0.0.1.

@@ -47,6 +47,7 @@ def _env(project: Path) -> dict[str, str]:
         PULUMI_HOME=str(ROOT / ".tools" / "pulumi-home"),
         PULUMI_SKIP_UPDATE_CHECK="true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+        PULUMI_IGNORE_AMBIENT_PLUGINS="true",
         PULUMI_BACKEND_URL=f"file://{project / '.pulumi-state'}",
         PULUMI_CONFIG_PASSPHRASE="model-serving-local",
     )

@@ -61,7 +61,9 @@ def metric(url: str, name: str) -> float:
 def deployed(e2e_project: Project) -> Iterator[Stack]:
     e2e_project.edit_config(STACK, {"namespace": NAMESPACE})
     stack = new_stack(e2e_project, STACK)
-    stack.make("up")
+    up = stack.make("up")
+    output = up.stdout + up.stderr
+    assert "warning:" not in output, output  # a clean `make up`: no diagnostics a user would read as trouble
     yield stack
 
 
