@@ -116,7 +116,6 @@ def yaml_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[YamlStack]:
         "PULUMI_CONFIG_PASSPHRASE": "model-serving-local",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
     }
     (root / "state").mkdir()
     _plugin_home(root / "pulumi-home", root, env)
