@@ -1024,9 +1024,16 @@ class LlamaCppSizing:
 
 
 def size_llamacpp(
-    gguf_bytes: int, layers: int, kv_heads: int, head_dim: int, ctx_size: int, parallel: int
+    gguf_bytes: int,
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    ctx_size: int,
+    parallel: int,
+    prompt_cache_bytes: int = 0,
 ) -> LlamaCppSizing:
-    """A llama-server pod serving ``parallel`` slots of ``ctx_size`` tokens each from a GGUF of ``gguf_bytes``."""
+    """A llama-server pod serving ``parallel`` slots of ``ctx_size`` tokens each from a GGUF of ``gguf_bytes``, with
+    ``prompt_cache_bytes`` of cached prompts (``--cache-ram``) counted in its overhead."""
     for name, value in (
         ("gguf_bytes", gguf_bytes),
         ("layers", layers),
@@ -1037,7 +1044,8 @@ def size_llamacpp(
     ):
         _check_positive_int(name, value)
     kv = 2 * layers * kv_heads * head_dim * LLAMACPP_KV_BYTES * ctx_size * parallel
-    return LlamaCppSizing(gguf_bytes=gguf_bytes, kv_cache_bytes=kv, overhead_bytes=LLAMACPP_OVERHEAD_BYTES)
+    overhead = LLAMACPP_OVERHEAD_BYTES + prompt_cache_bytes
+    return LlamaCppSizing(gguf_bytes=gguf_bytes, kv_cache_bytes=kv, overhead_bytes=overhead)
 
 
 def llamacpp_threads(cpu: str) -> int:

@@ -338,7 +338,7 @@ def container_env(model: ModelConfig) -> list[Obj]:
         "HF_HOME": CACHE_DIR,
         "XDG_CACHE_HOME": "/tmp/.cache",
     }
-    if model.engine in ("server", "llamacpp"):  # both drain in-flight requests on SIGTERM, within this budget
+    if model.engine_spec.drains:
         env["DRAIN_SECONDS"] = str(DRAIN_SECONDS)
     if model.model_dir:
         env["MODEL_DIR"] = model.model_dir

@@ -3,7 +3,6 @@ itself. Each function takes the :class:`~components.config.declare.Scope` of the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -70,10 +69,15 @@ def size_llamacpp(s: Scope) -> Any:
     arch, settings = s["architecture"], s["llamacpp"]
     if s["engine"] != "llamacpp" or settings.gguf_bytes is None or arch is None:
         return None
-    sized = sizing.size_llamacpp(
-        settings.gguf_bytes, arch.layers, arch.kv_heads, arch.head_dim, settings.ctx_size, settings.parallel
+    return sizing.size_llamacpp(
+        settings.gguf_bytes,
+        arch.layers,
+        arch.kv_heads,
+        arch.head_dim,
+        settings.ctx_size,
+        settings.parallel,
+        prompt_cache_bytes=settings.prompt_cache_mib * 2**20,
     )
-    return dataclasses.replace(sized, overhead_bytes=sized.overhead_bytes + settings.prompt_cache_mib * 2**20)
 
 
 def _shm(s: Scope) -> str:

@@ -246,6 +246,8 @@ class EngineSpec:
     """Tokens generated (a counter); None: the engine generates none (an encoder)."""
     latency_metric: str | None
     """Request latency, a histogram (its base name); None: the engine exports none."""
+    drains: bool
+    """Whether its pods finish in-flight requests on SIGTERM within ``DRAIN_SECONDS`` (the env the program sets)."""
     p95_latency_seconds: float
     """``alerts.p95LatencySeconds`` by default: an embedding answers in milliseconds, a completion in seconds."""
     example: tuple[str, str]
@@ -277,6 +279,7 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             requests_metric="model_server_requests_total",
             tokens_metric=None,
             latency_metric="model_server_request_duration_seconds",
+            drains=True,
             p95_latency_seconds=2,
             example=("/v1/embeddings", '{"input": "hello"}'),
         ),
@@ -297,6 +300,7 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             requests_metric="vllm:request_success_total",
             tokens_metric="vllm:generation_tokens_total",
             latency_metric="vllm:e2e_request_latency_seconds",
+            drains=False,
             p95_latency_seconds=60,
             example=CHAT_EXAMPLE,
         ),
@@ -318,6 +322,7 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
             requests_metric=None,  # it counts tokens and decode calls, not requests
             tokens_metric="llamacpp:tokens_predicted_total",
             latency_metric=None,  # no latency histogram: throughput gauges instead
+            drains=True,  # through the image's llama-drain (llama-server alone stops at once)
             p95_latency_seconds=60,
             example=CHAT_EXAMPLE,
         ),
