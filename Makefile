@@ -151,7 +151,7 @@ bench: venv pulumi k8s
 	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; fi; \
 	scripts/local-cluster up || { if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit 1; }; \
 	status=0; $(BIN)/python -m bench $(BENCH_ARGS) || status=$$?; \
-	if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit $$status
+	if [ "$$owned" = 1 ]; then scripts/local-cluster down || status=1; fi; exit $$status
 
 clean:
 	rm -rf rendered site .pytest_cache .ruff_cache .mypy_cache
@@ -200,4 +200,4 @@ e2e: venv pulumi k8s
 	@if scripts/local-cluster status >/dev/null 2>&1; then owned=0; else owned=1; fi; \
 	scripts/local-cluster up || { if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit 1; }; \
 	status=0; $(BIN)/pytest tests/e2e || status=$$?; \
-	if [ "$$owned" = 1 ]; then scripts/local-cluster down; fi; exit $$status
+	if [ "$$owned" = 1 ]; then scripts/local-cluster down || status=1; fi; exit $$status

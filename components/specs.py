@@ -991,7 +991,8 @@ def _alert(name: str, expr: str, minutes: int, severity: str, model: ModelConfig
         "alert": name,
         "expr": expr,
         "for": f"{minutes}m",
-        "labels": {"severity": severity, "model": model.name},
+        # namespace: an aggregated expression (avg, sum) drops it, and Alertmanager routes teams' alerts by it
+        "labels": {"severity": severity, "model": model.name, "namespace": model.namespace},
         "annotations": {"summary": summary, "description": text},
     }
 

@@ -9,13 +9,20 @@
 # node's containerd together with a pause image built from source: nothing is pulled from a registry.
 #
 # Networking: pods sit on the bridge $NODE_BRIDGE ($NODE_IP/24); the node's IP is the bridge's, which the kubelet
-# accepts (it refuses loopback). Pods get no default route and no masquerade: they reach this machine only.
-# The LoadBalancer stand-in forwards 127.0.10.x to the pods' addresses; there is no kube-proxy.
+# accepts (it refuses loopback). Pods get no default route and no masquerade: they reach this machine, each other
+# and Services only. kube-proxy (iptables mode, a host process like the kubelet: it runs the host's iptables)
+# routes Service addresses ($SERVICE_CIDR, reached through the bridge's address) to pods; CoreDNS (an add-on pod,
+# scripts/cluster/addons.py) answers for their names at $CLUSTER_DNS. The `kubernetes` Service's
+# endpoint is $NODE_IP:$PORT, where lb-standin relays the node's pods (and no one else) to the API server on
+# loopback. The LoadBalancer stand-in forwards 127.0.10.x to the pods' addresses itself (ipMode Proxy: kube-proxy
+# leaves those addresses alone).
 #
 # Host changes, all undone by node_down (the `restore` file records the state before the first change):
-# sysctls the kubelet raises (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory), the /kubepods cgroups,
-# /var/lib/kubelet/device-plugins (a path fixed in the kubelet), /var/log/containers, /var/lib/cni, the bridge,
-# and the mounts under the node's directories.
+# sysctls the kubelet raises (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory) and bridge-nf-call-iptables
+# (kube-proxy's rules must see bridged pod-to-pod traffic), the /kubepods cgroups, /var/lib/kubelet/device-plugins
+# (a path fixed in the kubelet), /var/log/containers, /var/lib/cni, the bridge and its route to $SERVICE_CIDR,
+# kube-proxy's KUBE-* chains (iptables and ip6tables) and nfacct counters, and the mounts under the node's
+# directories.
 
 NODE_NAME=model-serving-node
 NODE_LABEL=model-serving.dev/node=local # the local stack's nodeSelector; the taint keeps other stacks' pods off
@@ -26,9 +33,14 @@ NODE_DIR="$DIR/node"
 NODE_RUN="/run/model-serving-$PORT" # containerd's socket and state: a short path (unix sockets cap at 108 bytes)
 NODE_SOCK="$NODE_RUN/containerd.sock"
 KUBELET_PORT=$((PORT + 6)) KUBELET_HEALTHZ_PORT=$((PORT + 7)) METRICS_PORT=$((PORT + 8))
+PROXY_HEALTHZ_PORT=$((PORT + 9)) PROXY_METRICS_PORT=$((PORT + 10))
+CLUSTER_DNS=10.96.0.10 # the kube-dns Service's address (addons.py), in every pod's resolv.conf
 # shellcheck disable=SC2034  # read by scripts/local-cluster, which sources this file
-NODE_COMPONENTS=(containerd kubelet metrics-server)
-NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory)
+NODE_COMPONENTS=(containerd kubelet kube-proxy metrics-server)
+NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory net/bridge/bridge-nf-call-iptables)
+# What kube-proxy leaves in the host's netfilter after `kube-proxy --cleanup`: the KUBE-FIREWALL chain it shares
+# with the kubelet (filter, jumped to from INPUT and OUTPUT) and the nfacct counters of its metrics.
+PROXY_NFACCT=(ct_state_invalid_dropped_pkts localhost_nps_accepted_pkts)
 NODE_HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni)
 NODE_HOST_RUN_DIRS=(/run/containerd /run/netns) # shim sockets, runc state, netns mounts: removed when left empty
 PAUSE_IMAGE=model-serving.local/pause:local
@@ -43,13 +55,15 @@ node_need_tools() {
 	local t missing=()
 	[[ $(id -u) == 0 ]] || die "the real node runs a kubelet and containerd as root; run as root," \
 		"or CLUSTER_REAL_NODE=0 for a control plane with fake nodes only"
-	for t in kubelet metrics-server crictl pause; do
+	for t in kubelet kube-proxy metrics-server crictl pause; do
 		[[ -x "$BIN/$t" ]] || die "$BIN/$t is missing: run scripts/install-k8s (make cluster-up does)"
 	done
 	command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
 	command -v runc >/dev/null || missing+=(runc)
 	command -v ip >/dev/null || missing+=(iproute2)
 	[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
+	command -v iptables-save >/dev/null && command -v ip6tables-save >/dev/null || missing+=(iptables)
+	command -v nfacct >/dev/null || missing+=(nfacct)
 	((${#missing[@]} == 0)) && return 0
 	say "installing ${missing[*]} (Debian's packages) for the real node"
 	# The packages' init scripts must not start a system containerd: the node runs its own.
@@ -77,6 +91,10 @@ node_record_host() {
 	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs on this machine; stop it or use CLUSTER_REAL_NODE=0"
 	done
+	[[ -z $(netfilter_leftovers) ]] || die "the host's netfilter has kube-proxy's chains already (another" \
+		"Kubernetes node runs on this machine): $(netfilter_leftovers | tr '\n' ' '); stop it or use CLUSTER_REAL_NODE=0"
+	[[ -d /proc/sys/net/bridge ]] || die "bridged traffic does not reach iptables (no /proc/sys/net/bridge: the" \
+		"kernel lacks br_netfilter); kube-proxy's Service rules need it"
 	mkdir -p "$NODE_DIR"
 	{
 		for s in "${NODE_SYSCTLS[@]}"; do printf 'sysctl %s %s\n' "$s" "$(<"/proc/sys/$s")"; done
@@ -120,10 +138,11 @@ remove_kubepods_cgroups() {
 # certificates, configuration
 
 node_pki() {
-	[[ -f "$PKI/kubelet-$NODE_IP.crt" ]] && return 0
+	[[ -f "$PKI/kubelet-$NODE_IP.crt" && -f "$PKI/kube-proxy.crt" ]] && return 0
 	(
 		cd "$PKI"
 		cert node "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+		cert kube-proxy "/CN=system:kube-proxy" clientAuth # bound to system:node-proxier by default
 		cert "kubelet-$NODE_IP" "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
 	)
 }
@@ -131,6 +150,7 @@ node_pki() {
 node_config() {
 	mkdir -p "$NODE_DIR/cni" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/containerd" "$NODE_RUN"
 	kubeconfig "$NODE_DIR/kubelet.kubeconfig" node
+	kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
 	kubeconfig "$DIR/metrics-server.kubeconfig" metrics-server
 	cat >"$NODE_DIR/containerd.toml" <<-EOF
 		version = 2
@@ -161,15 +181,17 @@ node_config() {
 		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
 		        SystemdCgroup = false
 	EOF
-	# No default route, no masquerade: pods reach this machine's bridge address and each other, nothing else.
+	# No default route, no masquerade: pods reach this machine's bridge address, each other and Services (through
+	# the bridge's address, where kube-proxy's rules catch them), nothing else. Hairpin: a pod reaches itself
+	# through its Service.
 	cat >"$NODE_DIR/cni/10-model-serving.conflist" <<-EOF
 		{
 		  "cniVersion": "1.0.0",
 		  "name": "model-serving",
 		  "plugins": [
-		    {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": false, "ipMasq": false,
+		    {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": false, "ipMasq": false, "hairpinMode": true,
 		     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_SUBNET", "gateway": "$NODE_IP"}]],
-		              "dataDir": "$NODE_DIR/ipam"}},
+		              "routes": [{"dst": "$SERVICE_CIDR", "gw": "$NODE_IP"}], "dataDir": "$NODE_DIR/ipam"}},
 		    {"type": "loopback"}
 		  ]
 		}
@@ -199,6 +221,8 @@ node_config() {
 		registerWithTaints:
 		- {key: ${NODE_LABEL%%=*}, value: ${NODE_LABEL#*=}, effect: NoSchedule}
 		maxPods: 32
+		clusterDNS: [$CLUSTER_DNS]
+		clusterDomain: cluster.local
 		# The imported images cannot be pulled again: never garbage-collect them, never evict for disk.
 		imageGCHighThresholdPercent: 100
 		imageGCLowThresholdPercent: 99
@@ -266,6 +290,8 @@ node_images() {
 			rm -rf "$rootfs" "$rootfs.tar"
 			"$DOCKER" save "$PAUSE_IMAGE" | ctr_ images import - >/dev/null
 		fi
+		local ref binary
+		while read -r ref binary; do addon_image "$ref" "$binary"; done < <("$PY" "$ROOT/scripts/cluster/addons.py" images)
 	)
 	local image digest entries=()
 	for image in "${MODEL_IMAGES[@]}"; do
@@ -280,6 +306,30 @@ node_images() {
 	printf '{%s}\n' "${entries[*]}" >"$IMAGE_LOCK.tmp"
 	mv "$IMAGE_LOCK.tmp" "$IMAGE_LOCK"
 	say "the local stack's images are pinned by digest in .cluster/images.json"
+}
+
+# addon_image REF BINARY: an image of .tools/bin/BINARY alone (at /bin/BINARY, its entrypoint, run as nobody) in the
+# node's containerd as REF, unless it holds that very build already. Called inside node_images' subshell.
+# shellcheck disable=SC2031
+addon_image() {
+	local ref=$1 binary=$2 exe key marker rootfs
+	exe=$(readlink -f "$BIN/$binary") || die "$BIN/$binary is missing: run scripts/install-k8s"
+	key="$exe $(stat -c '%s %Y' "$exe")"
+	marker=$NODE_DIR/images/addon_$binary
+	if [[ -f $marker && $(<"$marker") == "$key" ]] && ctr_ images ls -q | grep -qxF "$ref"; then
+		return 0
+	fi
+	docker_lib_log "importing $binary into the node's containerd as $ref"
+	rootfs=$(mktemp -d)
+	mkdir "$rootfs/bin"
+	cp "$exe" "$rootfs/bin/$binary"
+	tar -C "$rootfs" --owner=0 --group=0 --mtime=@0 -cf "$rootfs.tar" bin
+	"$DOCKER" import --change "ENTRYPOINT [\"/bin/$binary\"]" --change "USER 65534:65534" "$rootfs.tar" "$ref" >/dev/null
+	rm -rf "$rootfs" "$rootfs.tar"
+	"$DOCKER" save "$ref" | ctr_ images import - >/dev/null
+	"$DOCKER" image rm "$ref" >/dev/null # containerd keeps it; Docker's data root need not
+	mkdir -p "$NODE_DIR/images"
+	echo "$key" >"$marker"
 }
 
 # import_image DOCKER_TAG CONTAINERD_NAME: docker save | ctr import, unless containerd has that very image (its
@@ -314,6 +364,10 @@ node_up() {
 		ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
 	fi
 	ip link set "$NODE_BRIDGE" up
+	# Host processes (the API server proxying to an aggregated API, the tests) reach Service addresses from the
+	# bridge's, as pods do; the route goes with the bridge.
+	ip route replace "$SERVICE_CIDR" dev "$NODE_BRIDGE" src "$NODE_IP"
+	echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
 	say "starting containerd (socket $NODE_SOCK)"
 	start containerd --config "$NODE_DIR/containerd.toml"
 	wait_for containerd 30 ctr_ version
@@ -322,6 +376,15 @@ node_up() {
 	start kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
 		--root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
 		--node-labels "$NODE_LABEL" --v 1
+	# --iptables-localhost-nodeports=false: or it sets net.ipv4.conf.all.route_localnet=1; conntrack 0s: or it
+	# rewrites the host's conntrack sysctls; NodePorts only on the bridge's address; oom-score-adj: root here may
+	# not lower it.
+	start kube-proxy --kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" --hostname-override "$NODE_NAME" \
+		--proxy-mode iptables --bind-address "$NODE_IP" --cluster-cidr "$NODE_SUBNET" \
+		--nodeport-addresses "$NODE_IP/32" --iptables-localhost-nodeports=false \
+		--conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0s --conntrack-tcp-timeout-close-wait 0s \
+		--oom-score-adj 0 --healthz-bind-address "127.0.0.1:$PROXY_HEALTHZ_PORT" \
+		--metrics-bind-address "127.0.0.1:$PROXY_METRICS_PORT" --v 1
 	start metrics-server --secure-port "$METRICS_PORT" --bind-address 127.0.0.1 \
 		--tls-cert-file "$PKI/metrics-server-serving.crt" --tls-private-key-file "$PKI/metrics-server-serving.key" \
 		--kubeconfig "$DIR/metrics-server.kubeconfig" --authentication-kubeconfig "$DIR/metrics-server.kubeconfig" \
@@ -331,6 +394,7 @@ node_up() {
 		--kubelet-use-node-status-port --node-selector "$NODE_LABEL" --metric-resolution 15s --profiling=false
 	kubectl apply --server-side -f "$NODE_DIR/metrics-apiservice.yaml" >/dev/null
 	wait_for "node $NODE_NAME" 120 kubectl wait --for condition=Ready "node/$NODE_NAME" --timeout 5s
+	wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
 	wait_for "metrics-server" 120 kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 5s
 	say "real node $NODE_NAME ready in $((SECONDS - start))s"
 }
@@ -338,7 +402,7 @@ node_up() {
 node_down() {
 	local quiet=${1:-} c i
 	node_enabled || [[ -f "$PIDS/containerd.pid" || -f "$NODE_DIR/restore" ]] || return 0
-	for c in metrics-server kubelet; do
+	for c in metrics-server kube-proxy kubelet; do
 		[[ -f "$PIDS/$c.pid" ]] || continue
 		[[ $quiet == quiet ]] || say "stopping $c"
 		stop "$c"
@@ -358,6 +422,7 @@ node_down() {
 	unmount_under "$NODE_RUN"
 	remove_kubepods_cgroups
 	ip link del "$NODE_BRIDGE" 2>/dev/null || true
+	netfilter_cleanup
 	rm -rf "$NODE_RUN" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/ipam"
 	node_restore_host
 	node_leftovers
@@ -370,8 +435,88 @@ node_leftovers() {
 		'index($2, a) == 1 || index($2, b) == 1 { print $2 }' /proc/mounts)
 	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do [[ -e $p ]] && left+=("cgroup $p"); done
 	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && left+=("bridge $NODE_BRIDGE")
+	while read -r p; do left+=("netfilter $p"); done < <(netfilter_leftovers)
 	[[ -e "$NODE_DIR/restore" ]] && left+=("unrestored host settings ($NODE_DIR/restore)")
 	((${#left[@]} == 0)) && return 0
 	printf 'local-cluster: the real node left: %s\n' "${left[@]}" >&2
 	return 1
+}
+
+# netfilter_cleanup: kube-proxy's own cleanup, then what it leaves (KUBE-FIREWALL and its jumps, in both families;
+# its nfacct counters). Only ever run when the host had none of these before `up` (node_record_host checks).
+netfilter_cleanup() {
+	[[ -x "$BIN/kube-proxy" ]] && command -v iptables-save >/dev/null || return 0
+	[[ -n $(netfilter_leftovers) ]] || return 0
+	"$BIN/kube-proxy" --cleanup --v 0 >>"$LOGS/kube-proxy.log" 2>&1 || true
+	local family table rule chain name
+	for family in iptables ip6tables; do
+		# Jumps from the built-in chains first, then the chains themselves (flushed, then deleted).
+		while read -r table rule; do
+			eval "$family -w -t $table -D ${rule#-A }" || true
+		done < <("$family-save" | awk '/^\*/ { table = substr($0, 2) }
+			/^-A / && $2 !~ /^KUBE-/ && / -j KUBE-/ { print table, $0 }')
+		while read -r table chain; do
+			"$family" -w -t "$table" -F "$chain" || true
+		done < <(kube_chains "$family")
+		while read -r table chain; do
+			"$family" -w -t "$table" -X "$chain" || true
+		done < <(kube_chains "$family")
+	done
+	for name in "${PROXY_NFACCT[@]}"; do
+		nfacct get "$name" >/dev/null 2>&1 && nfacct delete "$name" >/dev/null
+	done
+	return 0
+}
+
+# kube_chains FAMILY: "table chain" for each KUBE-* chain of FAMILY (iptables or ip6tables).
+kube_chains() {
+	"$1-save" | awk '/^\*/ { table = substr($0, 2) } /^:KUBE-/ { print table, substr($1, 2) }'
+}
+
+# netfilter_leftovers: one line for each kube-proxy chain or counter in the host's netfilter. The legacy tables are
+# read only where they exist (listing one with iptables-legacy would create it).
+netfilter_leftovers() {
+	local family name
+	command -v iptables-save >/dev/null || return 0
+	for family in iptables ip6tables; do
+		kube_chains "$family" | sed "s/^/$family /"
+	done
+	if [[ -s /proc/net/ip_tables_names ]] && command -v iptables-legacy-save >/dev/null; then
+		iptables-legacy-save 2>/dev/null | awk '/^\*/ { table = substr($0, 2) } /^:KUBE-/ { print "iptables-legacy", table, substr($1, 2) }'
+	fi
+	if command -v nfacct >/dev/null; then
+		for name in "${PROXY_NFACCT[@]}"; do
+			nfacct get "$name" >/dev/null 2>&1 && echo "nfacct $name"
+		done
+	fi
+	return 0
+}
+
+# ---------------------------------------------------------------------------------------------------
+# add-ons: CoreDNS, Prometheus (operator, server, kube-state-metrics), KEDA (scripts/cluster/addons.py)
+
+node_addons() {
+	local start=$SECONDS ns
+	"$PY" "$ROOT/scripts/cluster/addons.py" | kubectl apply --server-side --force-conflicts -f - >/dev/null
+	# DNS first: KEDA's adapter dials its operator by name, and the operator's rotator patches the APIService.
+	wait_for CoreDNS 120 kubectl -n kube-system wait --for condition=Available deployment/coredns --timeout 5s
+	ns=$("$PY" "$ROOT/scripts/cluster/addons.py" prometheus-service)
+	ns=${ns%%/*}
+	wait_for "prometheus-operator and kube-state-metrics" 120 kubectl -n "$ns" wait --for condition=Available \
+		deployment/prometheus-operator deployment/kube-state-metrics --timeout 5s
+	wait_for "KEDA" 180 kubectl -n keda wait --for condition=Available deployment/keda-operator \
+		deployment/keda-metrics-apiserver --timeout 5s
+	wait_for "Prometheus" 180 kubectl -n "$ns" wait --for condition=Available prometheus/local --timeout 5s
+	wait_for "KEDA's external metrics API" 120 kubectl wait --for condition=Available \
+		apiservice/v1beta1.external.metrics.k8s.io --timeout 5s
+	say "add-ons ready in $((SECONDS - start))s; Prometheus at $(addons_prometheus_url)"
+}
+
+# addons_prometheus_url: http://ADDRESS:PORT of the Prometheus LoadBalancer Service (empty until it has one).
+addons_prometheus_url() {
+	local svc ip
+	svc=$("$PY" "$ROOT/scripts/cluster/addons.py" prometheus-service) || return 0
+	ip=$(kubectl -n "${svc%%/*}" get service "${svc#*/}" -o jsonpath='{.status.loadBalancer.ingress[0].ip}' 2>/dev/null)
+	[[ -n $ip ]] && echo "http://$ip:9090"
+	return 0
 }

@@ -3,7 +3,8 @@ server: the CRDs the local cluster installs from their Go modules (cluster-asset
 by server-side apply (`make up`), held as the program wrote it, its PromQL parsed by Prometheus' parser; then the
 embeddings model moved to KEDA with scale to zero, and the stack destroyed.
 
-The cluster runs neither KEDA nor Prometheus: what is checked is that the API server takes the objects.
+The e2e stack's models run on fake GPU nodes, so what is checked here is that the API server takes the objects;
+KEDA and Prometheus acting on a stack's objects are test_addons.py's (the `local` stack, on the real node).
 The tests of this module run in order and share one deployed stack.
 """
 

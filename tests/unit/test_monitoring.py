@@ -83,6 +83,7 @@ def test_the_alerts_cover_readiness_backlog_latency_and_pods_pending(m: ModelCon
     assert alerts["ModelNotReady"]["for"] == f"{-(-m.probes.model_load_seconds // 60) + 5}m"
     for alert in alerts.values():
         assert alert["labels"]["model"] == m.name and alert["labels"]["severity"] in ("warning", "critical")
+        assert alert["labels"]["namespace"] == m.namespace  # kept whatever the expression aggregates
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
     pending = alerts["ModelPodsPending"]["annotations"]["description"]
     assert ("gpuBudget" in pending) is bool(m.resources.gpus)

@@ -123,9 +123,14 @@ def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> No
         "ServiceAccount": 2,
         "Deployment": 2,
         "PodDisruptionBudget": 2,  # up to 3 and 2 replicas
-        "HorizontalPodAutoscaler": 2,
+        "HorizontalPodAutoscaler": 1,  # minilm's on CPU; gemma's is KEDA's, on queue depth
+        "ScaledObject": 1,
         "Service": 2,
         "NetworkPolicy": 2,
+        # monitoring: the cluster's Prometheus selects these by the stack's monitoring.labels
+        "ServiceMonitor": 2,
+        "PrometheusRule": 2,
+        "ConfigMap": 2,  # the dashboards
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
     assert "renderYamlToDirectory" not in provider.inputs
@@ -138,6 +143,9 @@ def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> No
     assert pod["tolerations"] == [
         {"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}
     ]
+    trigger = run.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "gemma").inputs["spec"]["triggers"][0]
+    assert trigger["metadata"]["serverAddress"] == "http://prometheus-operated.monitoring:9090"
+    assert trigger["metadata"]["query"] == 'sum(llamacpp:requests_deferred{namespace="local-gemma",service="gemma"})'
     assert "runtimeClassName" not in pod  # a CPU model
     service = run.one("kubernetes:core/v1:Service", "minilm").inputs["spec"]
     assert (service["type"], service["loadBalancerSourceRanges"]) == ("LoadBalancer", ["127.0.0.0/8"])
@@ -161,7 +169,7 @@ def test_local_stack_serves_gemma_on_llama_cpp() -> None:
     assert "--metrics" in container["args"]
     # 241 MiB of GGUF, 72 MiB of KV cache (18 layers x 1 KV head x 256 x f16 x 2 x 4096), 256 MiB of prompt
     # cache and 256 MiB of overhead.
-    assert container["resources"]["limits"] == {"cpu": "750m", "memory": "826Mi", "ephemeral-storage": "3Gi"}
+    assert container["resources"]["limits"] == {"cpu": "600m", "memory": "826Mi", "ephemeral-storage": "3Gi"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "DRAIN_SECONDS", "value": "25"} in container["env"]
 
@@ -285,7 +293,9 @@ def test_a_cpu_only_stack_registers_no_gpu_node_pool() -> None:
     run = run_stack("local")
     assert not run.of_type(POOL)
     assert not _pool_objects(run)
-    assert {r.kind for r in run.kubernetes_objects()}.isdisjoint({"RuntimeClass", "DaemonSet", "ConfigMap", "NodePool"})
+    assert {r.kind for r in run.kubernetes_objects()}.isdisjoint({"RuntimeClass", "DaemonSet", "NodePool"})
+    # its ConfigMaps are the models' dashboards, none the GPU pool's
+    assert {r.name for r in run.of_type("kubernetes:core/v1:ConfigMap")} == {"minilm-dashboard", "gemma-dashboard"}
     assert sorted(r.name for r in run.of_type("kubernetes:core/v1:Namespace")) == ["local-gemma", "local-minilm"]
     assert "gpu_budget" in run.outputs and run.outputs["gpu_budget"] is None
 

@@ -30,10 +30,23 @@ import (
 
 // The kinds the stacks register, by the package declaring them (only that package's version is generated).
 var kinds = map[string][]schema.GroupKind{
-	// KEDA: a model with autoscaling.driver keda.
-	"github.com/kedacore/keda/v2/apis/keda/v1alpha1": {{Group: "keda.sh", Kind: "ScaledObject"}},
-	// prometheus-operator: monitoring.enabled and gpuPool.dcgmExporter.
+	// KEDA: a model with autoscaling.driver keda. The operator watches every kind of its API and exits when one has
+	// no CRD, so the ones the stacks do not register are here too.
+	"github.com/kedacore/keda/v2/apis/keda/v1alpha1": {
+		{Group: "keda.sh", Kind: "ScaledObject"},
+		{Group: "keda.sh", Kind: "ScaledJob"},
+		{Group: "keda.sh", Kind: "TriggerAuthentication"},
+		{Group: "keda.sh", Kind: "ClusterTriggerAuthentication"},
+	},
+	"github.com/kedacore/keda/v2/apis/eventing/v1alpha1": {
+		{Group: "eventing.keda.sh", Kind: "CloudEventSource"},
+		{Group: "eventing.keda.sh", Kind: "ClusterCloudEventSource"},
+	},
+	// prometheus-operator: monitoring.enabled and gpuPool.dcgmExporter; Prometheus (the local cluster's server) and
+	// Probe, which the operator's Prometheus controller always watches.
 	"github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1": {
+		{Group: "monitoring.coreos.com", Kind: "Prometheus"},
+		{Group: "monitoring.coreos.com", Kind: "Probe"},
 		{Group: "monitoring.coreos.com", Kind: "ServiceMonitor"},
 		{Group: "monitoring.coreos.com", Kind: "PodMonitor"},
 		{Group: "monitoring.coreos.com", Kind: "PrometheusRule"},

@@ -13,6 +13,13 @@
 // endpoint answering, the client's connection is closed. Only endpoints inside --endpoints are dialled (the real
 // node's pod subnet): kwok's fake pods have addresses of no machine here, and traffic must not leave this one.
 // UDP and SCTP ports are not forwarded, and --forward=false turns forwarding off, leaving only the status.
+// The addresses are published with ipMode Proxy: this is a proxy (it ends the client's connection and dials the
+// pods), so kube-proxy leaves them alone rather than rewriting the host's own connections to them.
+//
+// --apiserver LISTEN=TARGET also relays TCP from LISTEN (the real node's bridge address and the API server's
+// port) to TARGET (the API server on loopback), admitting only clients inside --endpoints: the endpoint the
+// `kubernetes` Service gets, through which the node's pods reach the API server as on any cluster, and nothing
+// else does. It listens as soon as LISTEN's address exists (the bridge comes after this program starts).
 package main
 
 import (
@@ -54,6 +61,7 @@ func main() {
 	addrRange := flag.String("range", "127.0.10.1-127.0.10.254", "first-last addresses to hand out (loopback only)")
 	forward := flag.Bool("forward", true, "forward TCP connections to the Services' addresses to their ready endpoints")
 	endpoints := flag.String("endpoints", "10.89.0.0/24", "comma-separated CIDRs of the endpoints that may be dialled")
+	apiserver := flag.String("apiserver", "", "LISTEN=TARGET: relay TCP from LISTEN to TARGET for clients in --endpoints")
 	flag.Parse()
 	var dialable []netip.Prefix
 	for _, cidr := range strings.Split(*endpoints, ",") {
@@ -80,6 +88,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if *apiserver != "" {
+		listen, target, err := parseRelay(*apiserver)
+		if err != nil {
+			log.Fatalf("--apiserver %q: %v", *apiserver, err)
+		}
+		go relayAPIServer(ctx, listen, target, dialable)
+	}
 
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	alloc := &allocator{first: first, last: last, used: map[netip.Addr]string{}}
@@ -224,6 +240,9 @@ func (c *controller) syncStatus(ctx context.Context, key string, svc *corev1.Ser
 	}
 	if ing := svc.Status.LoadBalancer.Ingress; len(ing) == 1 {
 		if addr, err := netip.ParseAddr(ing[0].IP); err == nil && c.alloc.claim(key, addr) {
+			if ptrOr(ing[0].IPMode, "") != corev1.LoadBalancerIPModeProxy {
+				updateStatus(ctx, c.client, svc, []corev1.LoadBalancerIngress{ingress(addr)})
+			}
 			return // already has its address (also after a restart of this controller)
 		}
 	}
@@ -232,7 +251,11 @@ func (c *controller) syncStatus(ctx context.Context, key string, svc *corev1.Ser
 		log.Printf("%s: %v", key, err)
 		return
 	}
-	updateStatus(ctx, c.client, svc, []corev1.LoadBalancerIngress{{IP: addr.String(), IPMode: ptr(corev1.LoadBalancerIPModeVIP)}})
+	updateStatus(ctx, c.client, svc, []corev1.LoadBalancerIngress{ingress(addr)})
+}
+
+func ingress(addr netip.Addr) corev1.LoadBalancerIngress {
+	return corev1.LoadBalancerIngress{IP: addr.String(), IPMode: ptr(corev1.LoadBalancerIPModeProxy)}
 }
 
 func updateStatus(ctx context.Context, client kubernetes.Interface, svc *corev1.Service, ingress []corev1.LoadBalancerIngress) {
@@ -500,4 +523,68 @@ func ptrOr[T any](p *T, otherwise T) T {
 		return otherwise
 	}
 	return *p
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The API server's endpoint for the node's pods
+
+func parseRelay(spec string) (listen, target netip.AddrPort, err error) {
+	l, t, ok := strings.Cut(spec, "=")
+	if !ok {
+		return listen, target, errors.New("want LISTEN=TARGET, two address:port")
+	}
+	if listen, err = netip.ParseAddrPort(l); err == nil {
+		target, err = netip.ParseAddrPort(t)
+	}
+	return listen, target, err
+}
+
+// relayAPIServer listens on listen (retrying until its address exists) and relays each connection from a client
+// inside allowed to target, until ctx ends.
+func relayAPIServer(ctx context.Context, listen, target netip.AddrPort, allowed []netip.Prefix) {
+	var l net.Listener
+	for logged := false; ; logged = true {
+		var err error
+		if l, err = (&net.ListenConfig{}).Listen(ctx, "tcp", listen.String()); err == nil {
+			break
+		}
+		if !logged {
+			log.Printf("apiserver relay: waiting to listen on %s: %v", listen, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	log.Printf("apiserver relay: %s -> %s for clients in %v", listen, target, allowed)
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		conn, err := l.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		go func(client *net.TCPConn) {
+			defer client.Close()
+			from := client.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			if !slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(from) }) {
+				log.Printf("apiserver relay: refused %s: not in %v", from, allowed)
+				return
+			}
+			upstream, errs := dialFirst(ctx, []netip.AddrPort{target})
+			if upstream == nil {
+				log.Printf("apiserver relay: from %s: %s", from, strings.Join(errs, "; "))
+				return
+			}
+			defer upstream.Close()
+			pipe(client, upstream)
+		}(conn.(*net.TCPConn))
+	}
 }

@@ -239,7 +239,9 @@ func TestForwarding(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	alloc := &allocator{first: netip.MustParseAddr("127.0.97.1"), last: netip.MustParseAddr("127.0.97.9"), used: map[netip.Addr]string{}}
-	go func() { done <- run(ctx, client, informers.NewSharedInformerFactory(client, 0), alloc, true, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}) }()
+	go func() {
+		done <- run(ctx, client, informers.NewSharedInformerFactory(client, 0), alloc, true, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	}()
 	defer func() {
 		cancel()
 		<-done
@@ -263,6 +265,9 @@ func TestForwarding(t *testing.T) {
 	ip := get("web").Status.LoadBalancer.Ingress[0].IP
 	if ip != "127.0.97.1" {
 		t.Fatalf("ingress %s", ip)
+	}
+	if mode := get("web").Status.LoadBalancer.Ingress[0].IPMode; mode == nil || *mode != corev1.LoadBalancerIPModeProxy {
+		t.Errorf("ipMode %v, want Proxy (kube-proxy must leave a proxy's addresses alone)", mode)
 	}
 	addr := fmt.Sprintf("%s:%d", ip, svcPort)
 	eventually(t, "the listener", func() bool { _, err := call(addr, netip.Addr{}, "x"); return err == nil })
@@ -405,5 +410,53 @@ func TestDialFirst(t *testing.T) {
 	t.Logf("dead only: took %v, errors %q", time.Since(start), errs)
 	if conn != nil || len(errs) != 2 {
 		t.Errorf("dead only: %v %q", conn, errs)
+	}
+}
+
+// TestAPIServerRelay: the relay waits for its address to be free to listen on (as for the bridge's address to
+// exist), then relays clients inside the allowed prefixes and closes on the others without dialling.
+func TestAPIServerRelay(t *testing.T) {
+	target := echo(t, "127.0.20.11:0", "apiserver")
+	blocker, err := net.Listen("tcp", "127.0.21.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := netip.MustParseAddrPort(blocker.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		relayAPIServer(ctx, listen, netip.MustParseAddrPort(target.Addr().String()),
+			[]netip.Prefix{netip.MustParsePrefix("127.0.22.0/24")})
+		close(done)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	time.Sleep(700 * time.Millisecond) // at least one refused attempt
+	blocker.Close()
+
+	var got string
+	eventually(t, "the relay", func() bool {
+		got, err = call(listen.String(), netip.MustParseAddr("127.0.22.7"), "get")
+		return err == nil && got != ""
+	})
+	if got != "apiserver:get" {
+		t.Errorf("allowed client got %q", got)
+	}
+	if got, err := call(listen.String(), netip.MustParseAddr("127.0.23.7"), "get"); got != "" {
+		t.Errorf("a client outside the allowed prefixes got %q (%v)", got, err)
+	}
+}
+
+func TestParseRelay(t *testing.T) {
+	l, tg, err := parseRelay("10.89.0.1:16443=127.0.0.1:16443")
+	if err != nil || l.String() != "10.89.0.1:16443" || tg.String() != "127.0.0.1:16443" {
+		t.Errorf("got %v %v %v", l, tg, err)
+	}
+	for _, bad := range []string{"10.89.0.1:16443", "10.89.0.1=127.0.0.1:1", "x:1=127.0.0.1:1"} {
+		if _, _, err := parseRelay(bad); err == nil {
+			t.Errorf("parseRelay(%q): no error", bad)
+		}
 	}
 }
