@@ -124,6 +124,8 @@ lint: venv
 	$(BIN)/yamllint --strict -d "$(YAMLLINT_CONFIG)" stacks Pulumi.yaml examples provider/PulumiPlugin.yaml .github/workflows \
 		mkdocs.yml
 	$(BIN)/python scripts/lint_shell.py
+	@unformatted="$$(gofmt -l scripts)"; if [ -n "$$unformatted" ]; then \
+		echo "gofmt: not formatted (gofmt -w them):" $$unformatted >&2; exit 1; fi
 	scripts/install-actionlint
 	.tools/bin/actionlint
 
