@@ -453,7 +453,7 @@ netfilter_cleanup() {
 		# Jumps from the built-in chains first, then the chains themselves (flushed, then deleted).
 		while read -r table rule; do
 			eval "$family -w -t $table -D ${rule#-A }" || true
-		done < <("$family-save" | awk '/^\*/ { table = substr($0, 2) }
+		done < <("$family-save" 2>/dev/null | awk '/^\*/ { table = substr($0, 2) }
 			/^-A / && $2 !~ /^KUBE-/ && / -j KUBE-/ { print table, $0 }')
 		while read -r table chain; do
 			"$family" -w -t "$table" -F "$chain" || true
@@ -470,7 +470,7 @@ netfilter_cleanup() {
 
 # kube_chains FAMILY: "table chain" for each KUBE-* chain of FAMILY (iptables or ip6tables).
 kube_chains() {
-	"$1-save" | awk '/^\*/ { table = substr($0, 2) } /^:KUBE-/ { print table, substr($1, 2) }'
+	"$1-save" 2>/dev/null | awk '/^\*/ { table = substr($0, 2) } /^:KUBE-/ { print table, substr($1, 2) }'
 }
 
 # netfilter_leftovers: one line for each kube-proxy chain or counter in the host's netfilter. The legacy tables are

@@ -23,6 +23,8 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
                 continue  # the hub token only, not service-account tokens
             if item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default":
                 continue  # every namespace's own
+            if any(o["kind"] == "ScaledObject" for o in item["metadata"].get("ownerReferences", [])):
+                continue  # KEDA's HPA, not the program's
             found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
     return found
 
