@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import atexit
 import copy
+import importlib.util
 import json
 import logging
 import runpy
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -41,6 +44,16 @@ TEST_IMAGE_LOCK = {
     "model-serving/llamacpp:local": "docker.io/model-serving/llamacpp@sha256:" + "e" * 64,
 }
 _lock_dir: Path | None = None
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """A script that is not in a package (scripts/cluster/nodes.py, …) imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def image_lock_file() -> Path:

@@ -12,9 +12,10 @@ import base64
 import http.client
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,6 +88,52 @@ def wait_until(what: str, condition: Callable[[], bool], timeout: float = 120, i
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+@dataclass
+class Load:
+    """``clients`` threads calling ``request`` in a loop until stopped or ``limit`` seconds have passed (a bounded
+    load). ``request`` returns None for a success, else what failed; an exception counts as a failure too."""
+
+    request: Callable[[], str | None]
+    clients: int = 4
+    limit: float = 300
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Load:
+        deadline = time.monotonic() + self.limit
+        for _ in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(deadline,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=300)
+
+    def __enter__(self) -> Load:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _client(self, deadline: float) -> None:
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                failure = self.request()
+            except Exception as error:  # every failure counts, whatever its kind
+                failure = f"{type(error).__name__}: {error}"
+            with self._lock:
+                if failure:
+                    self.failures.append(failure)
+                else:
+                    self.ok += 1
 
 
 @pytest.fixture(scope="session")

@@ -16,17 +16,16 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import KUBECONFIG, Kube, Stack, new_stack, post_embeddings, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, wait_until
 from tests.harness import ROOT
 from tests.kube_checks import promql_queries
 from tests.project import Project
@@ -79,50 +78,18 @@ class Prometheus:
         }
 
 
-@dataclass
-class ChatLoad:
-    """Clients asking the chat model in a loop until stopped or ``limit`` seconds have passed (a bounded load)."""
+def chat_load(url: str, clients: int, limit: float = 420) -> Load:
+    """Clients asking the chat model in a loop (a bounded load)."""
+    body = json.dumps({"messages": HELLO, "max_tokens": 48}).encode()
 
-    url: str
-    clients: int
-    limit: float = 420
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def request() -> str | None:
+        headers = {"Content-Type": "application/json"}
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/chat/completions", body, headers), 300) as r:
+            answer = json.load(r)
+        ok = r.status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
+        return None if ok else f"{r.status}: {answer}"
 
-    def start(self) -> ChatLoad:
-        deadline = time.monotonic() + self.limit
-        for _ in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(deadline,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=300)
-
-    def _client(self, deadline: float) -> None:
-        body = json.dumps({"messages": HELLO, "max_tokens": 48}).encode()
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            request = urllib.request.Request(
-                f"{self.url}/v1/chat/completions", body, {"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=300) as response:
-                    answer = json.load(response)
-                ok = response.status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
-                error = "" if ok else f"{response.status}: {answer}"
-            except Exception as exc:  # every failure counts, whatever its kind
-                ok, error = False, repr(exc)
-            with self._lock:
-                if ok:
-                    self.ok += 1
-                else:
-                    self.failures.append(error)
+    return Load(request, clients, limit)
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +297,7 @@ def test_queue_depth_scales_the_chat_model_out_and_raises_the_backlog_alert(
         "the ScaledObject Ready", lambda: _condition(kube, "scaledobject", "gemma", CHAT, "Ready") == "True", timeout=60
     )
     # 10 clients on 2 slots a pod: 8 wait on one pod, 3 a pod on two; the alert's threshold (queueDepth) is 2.
-    load = ChatLoad(deployed.endpoint("gemma"), clients=10).start()
+    load = chat_load(deployed.endpoint("gemma"), clients=10).start()
     start = time.monotonic()
     try:
         wait_until(

@@ -10,16 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import KUBECONFIG, Kube, Stack, new_stack, post_embeddings, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, wait_until
 from tests.harness import ROOT
 from tests.project import Project
 
@@ -38,44 +36,14 @@ def _record(name: str, seconds: float) -> None:
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
 
 
-@dataclass
-class Load:
-    """Clients posting embeddings in a loop until stopped or ``limit`` seconds have passed (a bounded load)."""
+def embeddings_load(url: str, clients: int, limit: float) -> Load:
+    """Clients posting embeddings of LOAD_TEXT in a loop (a bounded load)."""
 
-    url: str
-    clients: int = 4
-    limit: float = 300
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def request() -> str | None:
+        status, body = post_embeddings(url, {"input": LOAD_TEXT})
+        return None if status == 200 and body.get("data") else f"HTTP {status}: {str(body)[:200]}"
 
-    def __enter__(self) -> Load:
-        deadline = time.monotonic() + self.limit
-        for _ in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(deadline,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def _client(self, deadline: float) -> None:
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                status, body = post_embeddings(self.url, {"input": LOAD_TEXT})
-                failure = None if status == 200 and body.get("data") else f"HTTP {status}: {str(body)[:200]}"
-            except (OSError, http.client.HTTPException, ValueError) as error:
-                failure = f"{type(error).__name__}: {error}"
-            with self._lock:
-                if failure:
-                    self.failures.append(failure)
-                else:
-                    self.ok += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
+    return Load(request, clients, limit)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +175,7 @@ def test_scales_out_under_load_and_back(deployed: Stack, kube: Kube, endpoint: s
     before = {p["metadata"]["name"] for p in _pods(kube, deployed)}
     assert len(before) == 1
     started = time.monotonic()
-    with Load(endpoint, clients=4, limit=420) as load:
+    with embeddings_load(endpoint, clients=4, limit=420) as load:
         wait_until(
             "the HPA to scale the model out", lambda: _deployment(kube, deployed)["spec"]["replicas"] >= 2, 300, 2
         )
@@ -246,7 +214,7 @@ def test_rolling_update_under_load_fails_no_request(deployed: Stack, kube: Kube,
     models[0]["env"] = {**models[0].get("env", {}), "ROLLOUT_MARK": "2"}
     project.edit_config(STACK, {"models": models})
     started = time.monotonic()
-    with Load(endpoint, clients=2, limit=600) as load:
+    with embeddings_load(endpoint, clients=2, limit=600) as load:
         deployed.make("up")
     _record("rolling_update_seconds", time.monotonic() - started)
     assert load.failures == [], load.failures[:5]

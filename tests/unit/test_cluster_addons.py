@@ -4,33 +4,21 @@ one more replica of each fit the node's two CPUs."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections import Counter
-from types import ModuleType
 from typing import Any
 
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 
-from tests.harness import ROOT
+from tests.harness import ROOT, load_script
 from tests.kube_checks import validate_object
 from tests.unit.mocking import typed
 
 NODE_CPU = 2  # the real node's allocatable CPUs (the kubelet reserves none)
 
 
-def _addons_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cluster_addons", ROOT / "scripts" / "cluster" / "addons.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cluster_addons"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-addons = _addons_module()
+addons = load_script("cluster_addons", ROOT / "scripts" / "cluster" / "addons.py")
 VERSIONS = addons.Versions.load()
 IMAGES = VERSIONS.images()
 MONITORING = addons.Monitoring.of_stack()

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
 
-from tests.harness import ROOT
+from tests.harness import ROOT, load_script
 from tests.unit.mocking import typed
 
-
-def _nodes_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cluster_nodes", ROOT / "scripts" / "cluster" / "nodes.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cluster_nodes"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-nodes = _nodes_module()
+nodes = load_script("cluster_nodes", ROOT / "scripts" / "cluster" / "nodes.py")
 
 
 @pytest.mark.parametrize("per_node", [1, 2, 3])
