@@ -84,7 +84,9 @@ def chat_load(url: str, clients: int, limit: float = 420) -> Load:
 
     def request() -> str | None:
         headers = {"Content-Type": "application/json"}
-        with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/chat/completions", body, headers), 300) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{url}/v1/chat/completions", body, headers), timeout=300
+        ) as r:
             answer = json.load(r)
         ok = r.status == 200 and bool(answer["choices"][0]["message"]["content"].strip())
         return None if ok else f"{r.status}: {answer}"
