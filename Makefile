@@ -27,11 +27,14 @@ POLICY_CONFIG = $(if $(wildcard policy/config/$(STACK).json),--policy-pack-confi
 
 # Stacks that deploy to the local cluster (.cluster/kubeconfig): `make up` starts and prepares it first, and
 # refreshes (a cluster restarted since the last up has none of the stack's objects). KUBE_CONTEXT=<context>
-# deploys them to a cluster of your own instead, through a retargeted copy of the stack's config.
+# deploys them to a cluster of your own instead, through a retargeted copy of the stack's config (without the local
+# node's nodeSelector and tolerations unless KEEP_PLACEMENT=1; docs/local-cluster.md, "Your own cluster").
 LOCAL_CLUSTER_STACKS := local e2e
 KUBE_CONTEXT ?=
+KEEP_PLACEMENT ?=
 ON_LOCAL_CLUSTER = $(if $(KUBE_CONTEXT),,$(filter $(STACK),$(LOCAL_CLUSTER_STACKS)))
-STACK_CONFIG = $(if $(KUBE_CONTEXT),--config-file "$$($(BIN)/python scripts/context_config.py $(STACK) $(KUBE_CONTEXT))",)
+STACK_CONFIG = $(if $(KUBE_CONTEXT),--config-file "$$($(BIN)/python scripts/context_config.py $(STACK) $(KUBE_CONTEXT) \
+	$(if $(KEEP_PLACEMENT),--keep-placement))",)
 
 .PHONY: help venv pulumi pulumi-cmd state up up-preflight render preview down destroy recover test unit lint \
 	docs image-test bench clean
@@ -68,10 +71,10 @@ state:
 	$(if $(filter file://%,$(PULUMI_BACKEND_URL)),mkdir -p $(patsubst file://%,%,$(PULUMI_BACKEND_URL)),true)
 
 # Both run the policy pack with the stack's config: a mandatory violation stops `up` before anything is applied.
-# scripts/stack-plugins installs the plugins the stack needs beyond kubernetes (docker, for image builds) or stops
-# with one line saying what to run.
+# scripts/stack_plugins.py installs the plugins the stack needs beyond kubernetes (docker, for image builds) or stops
+# with one line saying what to run; a preview goes on without them, with the images it would build pinned instead.
 up: up-preflight venv pulumi state $(if $(ON_LOCAL_CLUSTER),cluster-up)
-	scripts/stack-plugins $(STACK)
+	$(BIN)/python scripts/stack_plugins.py $(STACK)
 	pulumi stack select --create $(STACK)
 	pulumi up --yes --parallel $(PARALLEL) --stack $(STACK) --policy-pack policy $(POLICY_CONFIG) $(STACK_CONFIG) \
 		$(if $(ON_LOCAL_CLUSTER),--refresh) $(UP_ARGS) || { $(BIN)/python scripts/explain_rollout.py $(STACK); exit 1; }
@@ -86,9 +89,9 @@ render:
 	$(MAKE) up STACK=render
 
 preview: venv pulumi state
-	scripts/stack-plugins $(STACK)
-	pulumi stack select --create $(STACK)
-	pulumi preview --stack $(STACK) --diff --policy-pack policy $(POLICY_CONFIG) $(PREVIEW_ARGS)
+	pinned="$$($(BIN)/python scripts/stack_plugins.py $(STACK) --preview)"; \
+	pulumi stack select --create $(STACK) && \
+	pulumi preview --stack $(STACK) --diff --policy-pack policy $(POLICY_CONFIG) $$pinned $(PREVIEW_ARGS)
 
 # On the local cluster: when it no longer runs, its objects went with it (cluster-down deletes its data), so the
 # stack's state is forgotten instead (the stack and its config stay).

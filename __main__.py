@@ -12,7 +12,7 @@ from components import (
     ModelServiceArgs,
     specs,
 )
-from components.program import kubeconfig_path, load_stack_config
+from components.program import kubeconfig_path, load_stack_config, stack_secrets
 
 config = pulumi.Config("model-serving")
 stack = load_stack_config(config)
@@ -42,14 +42,15 @@ if stack.gateway.gateway_class_name is not None:
         pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )
     pulumi.export("gateway", gateway.gateway_name)
+hub_token, registry_password = stack_secrets(config, stack)
 for model in stack.models:
     service = ModelService(
         model.name,
         ModelServiceArgs(
             model=model,
             scheduling=scheduling,
-            hub_token=config.get_secret("hubToken"),
-            registry_password=config.get_secret("registryPassword"),
+            hub_token=hub_token,
+            registry_password=registry_password,
             monitoring=stack.monitoring,
             gateway=stack.gateway,
         ),

@@ -43,6 +43,9 @@ def load_stack_config(config: pulumi.Config) -> StackConfig:
         present[key] = pulumi.runtime.get_config(full) is not None
         if present[key] and not pulumi.runtime.is_config_secret(full):
             raise pulumi.RunError(f"{full} must be a secret: pulumi config set --secret {full} …")
+        # A preview shows the objects without the secret (a placeholder stands in, see stack_secret); the update
+        # itself still stops on it, before anything is registered.
+        present[key] = present[key] or pulumi.runtime.is_dry_run()
     try:
         stack = parse_stack_config(
             raw, has_hub_token=present["hubToken"], has_registry_password=present["registryPassword"]
@@ -90,3 +93,30 @@ def lock_images(stack: StackConfig) -> StackConfig:
     except ValueError as error:
         raise ConfigError(IMAGE_LOCK, f"must be a JSON file ({stack.image_lock}: {error})") from None
     return pin_images(stack, parse_image_lock(data, stack.image_lock))
+
+
+def stack_secret(config: pulumi.Config, key: str, needed: bool) -> pulumi.Output[str] | None:
+    """The secret ``model-serving:<key>``. In a preview where the stack ``needed`` it but it is not set, a secret
+    placeholder, with a warning that the update needs it: a team previews a stack before it holds the secret."""
+    value = config.get_secret(key)
+    if value is not None or not needed or not pulumi.runtime.is_dry_run():
+        return value
+    pulumi.log.warn(
+        f"{PREFIX}{key} is not set: this preview uses a placeholder, and `pulumi up` stops until it is set "
+        f"(pulumi config set --secret {PREFIX}{key} …)"
+    )
+    return pulumi.Output.secret(f"<{PREFIX}{key} not set>")
+
+
+def stack_secrets(
+    config: pulumi.Config, stack: StackConfig
+) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+    """``hubToken`` and ``registryPassword``, each needed when a model mounts the token or pushes to a registry (the
+    rule that refuses an update without them says the same)."""
+    pushes = any(
+        m.image.build is not None and m.image.build.push and m.image.build.registry_server for m in stack.models
+    )
+    return (
+        stack_secret(config, "hubToken", any(m.hub_token for m in stack.models)),
+        stack_secret(config, "registryPassword", pushes),
+    )

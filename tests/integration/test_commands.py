@@ -128,17 +128,45 @@ def test_up_stops_at_a_mandatory_violation_before_anything_is_applied(checkout: 
 def test_a_stack_that_builds_its_image_without_the_docker_plugin_stops_with_one_line(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    """No plugin can be downloaded here: `make docker-plugin` is tried, then one line says what to run."""
+    """No plugin can be downloaded here: `make docker-plugin` is tried, then `up` stops with one line saying what to
+    run, before a stack exists."""
     project = _copy(tmp_path_factory, "no-docker-plugin")
     project.env["PULUMI_HOME"] = str(tmp_path / "pulumi-home")  # a plugin cache without the docker plugin
-    for command in ("preview", "up"):
-        result = project.make(command, "STACK=dev", check=False)
-        assert result.returncode != 0, result.stdout + result.stderr
-        errors = [line for line in result.stderr.splitlines() if not line.startswith("make")]
-        assert len(errors) == 1, result.stderr
-        assert errors[0].startswith("error: stack 'dev' builds the image of model(s) minilm"), errors[0]
-        assert "make docker-plugin" in errors[0] and "model-serving:imageRefOverride" in errors[0], errors[0]
-        assert "pulumi-resource-docker" not in result.stdout + result.stderr, "stopped before the engine"
+    result = project.make("up", "STACK=dev", check=False)
+    assert result.returncode != 0, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: stack 'dev' builds the image of model(s) minilm"), errors[0]
+    assert "make docker-plugin" in errors[0] and "model-serving:imageRefOverride" in errors[0], errors[0]
+    assert "pulumi-resource-docker" not in result.stdout + result.stderr, "stopped before the engine"
     log = (project.path / ".cache" / "docker-plugin.log").read_text()
     assert "docker" in log and "failed" in log, log
     assert not list((project.path / ".pulumi-state").rglob("dev.json*")), "no stack was created"
+
+
+def test_a_preview_without_the_docker_plugin_pins_the_images_it_would_build(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The README's next step, `make preview STACK=prod` on a fresh checkout where the docker plugin cannot be had
+    and no hub token is set: the preview runs, with the pack, on the images pinned to their build inputs (no local
+    cluster in this copy) and a placeholder token, and says each once."""
+    project = _copy(tmp_path_factory, "preview-no-docker-plugin")
+    # A plugin cache with the kubernetes plugin (as the Makefile's holds it) and without the docker plugin.
+    home = tmp_path / "pulumi-home"
+    for plugin in (ROOT / ".tools" / "pulumi-home" / "plugins").glob("resource-kubernetes-*"):
+        if plugin.is_dir():
+            shutil.copytree(plugin, home / "plugins" / plugin.name)
+    project.env["PULUMI_HOME"] = str(home)
+    stack_file = project.stack_file("prod").read_text()
+    result = project.make("preview", "STACK=prod", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: previewing stack 'prod'")]
+    assert len(notes) == 1, result.stderr
+    assert "without building its images" in notes[0] and "the digest of its build inputs" in notes[0], notes[0]
+    assert "pulumi-resource-docker" not in output and "[mandatory]" not in output
+    assert output.count("model-serving:hubToken is not set: this preview uses a placeholder") == 1, output
+    assert "Policy Packs run:" in result.stdout and "model-serving-policies" in result.stdout, "the policy pack ran"
+    assert "kubernetes:apps/v1:Deployment" in result.stdout
+    assert "docker:index/image:Image" not in result.stdout, "nothing is built"
+    assert project.stack_file("prod").read_text() == stack_file, "the stack file is untouched"

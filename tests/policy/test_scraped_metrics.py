@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from model_serving_policy.exporters import EXPORTERS
 from model_serving_policy.promql import metric_names
+from pulumi_policy import EnforcementLevel
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
 from .builders import (
+    POLICIES,
     check_stack,
     deployment,
     hpa,
@@ -77,12 +79,43 @@ def test_a_pod_or_service_monitor_makes_a_workload_scraped(scrape: Any) -> None:
 
 
 def test_a_workload_nobody_scrapes_exports_nothing() -> None:
+    """Without a monitor of the stack the pack cannot know what the cluster scrapes: it says so, as advice."""
     objs = [deployment(exporter="vllm"), service(), scaled_object(queries=[WAITING])]
-    out = check_stack("scraped-metrics", objs)
+    out = check_stack("scraped-metrics-unmonitored", objs)
     assert "(scraped: none;" in out.text()
+    assert not check_stack("scraped-metrics", objs), "not proven missing: no refusal"
     # A ServiceMonitor of another namespace does not scrape it either.
     objs += [set_path(service_monitor(), "spec.namespaceSelector", {"matchNames": ["other"]})]
+    assert check_stack("scraped-metrics-unmonitored", objs)
+    assert POLICIES["scraped-metrics-unmonitored"].enforcement_level == EnforcementLevel.ADVISORY
+    assert POLICIES["scraped-metrics"].enforcement_level == EnforcementLevel.MANDATORY
+
+
+def test_an_hpa_reads_a_metric_under_its_adapters_name() -> None:
+    """prometheus-adapter serves vllm:num_requests_waiting as vllm_num_requests_waiting (vLLM production-stack's
+    adapter rules do): a monitored model's HPA on that name passes; a misspelt one is still refused."""
+    objs = _scraped("vllm")
+    assert not check_stack("scraped-metrics", [*objs, hpa(metrics=[_pods_metric("vllm_num_requests_waiting")])])
+    assert not check_stack("scraped-metrics", [*objs, hpa(metrics=[_external_metric("vllm_num_requests_waiting")])])
+    out = check_stack("scraped-metrics", [*objs, hpa(metrics=[_pods_metric("vllm_num_request_waiting")])])
+    assert "per-pod metric 'vllm_num_request_waiting'" in out.text()
+    # KEDA and alerts query Prometheus itself: no adapter renames their metrics.
+    query = 'sum(vllm_num_requests_waiting{namespace="models"})'
+    assert check_stack("scraped-metrics", [*objs, scaled_object(queries=[query])])
+
+
+def test_an_adapters_further_names_come_from_the_config() -> None:
+    objs = [*_scraped("vllm"), hpa(metrics=[_pods_metric("llm_queue_depth")])]
     assert check_stack("scraped-metrics", objs)
+    assert not check_stack("scraped-metrics", objs, {"adapterMetrics": ["llm_queue_depth"]})
+
+
+def test_an_hpa_on_a_workload_the_cluster_scrapes_by_annotation_is_advice_only() -> None:
+    """Annotation-based scraping, no monitor of the stack: the cluster's adapter may serve any name."""
+    d = set_path(deployment(exporter="vllm"), "spec.template.metadata.annotations", {"prometheus.io/scrape": "true"})
+    objs = [d, hpa(metrics=[_pods_metric("vllm_queue_len")])]
+    assert not check_stack("scraped-metrics", objs)
+    assert "per-pod metric 'vllm_queue_len'" in check_stack("scraped-metrics-unmonitored", objs).text()
 
 
 def test_annotation_based_scraping_counts() -> None:

@@ -25,7 +25,7 @@ def lint() -> ModuleType:
 
 def test_scripts_are_found_by_their_first_line(lint: ModuleType) -> None:
     found = set(lint.shell_scripts())
-    assert {".ci/run", "scripts/install-pulumi", "scripts/image-test", "scripts/stack-plugins"} <= found
+    assert {".ci/run", "scripts/install-pulumi", "scripts/image-test", "scripts/local-cluster"} <= found
     assert {"scripts/lib-tools.sh", "scripts/lib-go.sh"} <= found, "sourced libraries: # shellcheck shell=bash"
     assert not {p for p in found if p.endswith((".py", ".env", ".go"))}
 

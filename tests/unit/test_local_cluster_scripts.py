@@ -3,6 +3,7 @@ preflight that stops a user without root before anything is built."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -10,10 +11,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 
+from components.config import parse_stack_config
 from tests.harness import ROOT
 
 
@@ -34,11 +37,52 @@ def test_context_config_retargets_the_local_stack_without_touching_it(tmp_path: 
         assert config["model-serving:kubeContext"] == "kind-models"
         for local_only in ("model-serving:kubeconfig", "model-serving:imageLock"):
             assert local_only in original and local_only not in config
-        assert config["model-serving:models"] == original["model-serving:models"]
+        # A plain cluster has no node of the local cluster's: its nodeSelector and tolerations go, the rest stays.
+        for model, kept in zip(config["model-serving:models"], original["model-serving:models"], strict=True):
+            assert "model-serving.dev/node" in kept["nodeSelector"]
+            assert "nodeSelector" not in model and "tolerations" not in model
+            assert {k: v for k, v in model.items()} == {
+                k: v for k, v in kept.items() if k not in ("nodeSelector", "tolerations")
+            }
         assert yaml.safe_load(written.read_text())["encryptionsalt"] == yaml.safe_load(before)["encryptionsalt"]
     finally:
         written.unlink()
     assert stack_file.read_text() == before
+    # One line names the images the nodes need and how to load them.
+    images = [line for line in result.stderr.splitlines() if "must have" in line]
+    assert len(images) == 1 and "model-serving/server:local" in images[0] and "kind load docker-image" in images[0]
+
+
+def _context_config() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("context_config", ROOT / "scripts" / "context_config.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LOCAL = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
+
+
+def test_context_config_keeps_the_placement_when_asked() -> None:
+    document, notes = _context_config().retarget(LOCAL, "ctx", keep_placement=True)
+    models = document["config"]["model-serving:models"]
+    assert models == LOCAL["config"]["model-serving:models"] and notes == []
+
+
+def test_context_config_turns_off_what_the_cluster_lacks() -> None:
+    document, notes = _context_config().retarget(LOCAL, "ctx", api_groups={"apps", "autoscaling"})
+    config = document["config"]
+    assert config["model-serving:monitoring"]["enabled"] is False
+    gemma = next(m for m in config["model-serving:models"] if m["name"] == "gemma")
+    assert "autoscaling" not in gemma and gemma["replicas"] == 1
+    assert len(notes) == 2 and "prometheus-operator" in notes[0] and "gemma" in notes[1] and "KEDA" in notes[1]
+    prefix = "model-serving:"
+    parse_stack_config({k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)})  # still valid
+    # Where the cluster has both, nothing is turned off.
+    groups = {"monitoring.coreos.com", "keda.sh"}
+    document, notes = _context_config().retarget(LOCAL, "ctx", api_groups=groups)
+    assert notes == [] and document["config"]["model-serving:monitoring"] == LOCAL["config"]["model-serving:monitoring"]
 
 
 def test_context_config_rejects_an_unknown_stack() -> None:
