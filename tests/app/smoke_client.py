@@ -223,7 +223,7 @@ def port_refuses(url: str, timeout: float = 2.0) -> bool:
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["wait", "check", "slow", "refused"])
+    parser.add_argument("command", choices=["wait", "check", "slow", "refused", "inflight"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--model-id", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -251,6 +251,9 @@ def _main(argv: list[str]) -> int:
                     fh.write(f"{resp.status}\n")
             print(f"slow request finished: HTTP {resp.status}")
             return 0 if ok else 1
+        elif args.command == "inflight":  # the in-flight gauge, the scrape that reads it included
+            samples = parse_metrics(get(args.url, "/metrics", timeout=5).body.decode())
+            print(int(metric(samples, "model_server_requests_in_flight")))
         elif args.command == "refused":
             if not port_refuses(args.url):
                 print("the port still accepts connections", file=sys.stderr)
