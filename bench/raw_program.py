@@ -1,7 +1,7 @@
 """The raw program: the objects ``__main__.py`` declares, registered directly, without any ComponentResource.
 
 It is the baseline of the component layer's overhead. It reads the same stack config through the same loader,
-registers the same plans (:mod:`components.plans`: every object from the :mod:`components.specs` builders, in
+registers the same plans (each concern's ``plan`` in :mod:`components.specs`: every object from its builders, in
 order, with what it waits for and its custom timeouts) with the same :func:`components.kube.register_steps`, and
 exports the same stack outputs. What it leaves out is exactly the component layer: the GpuNodePool, ModelService
 and InferenceGateway resources, their parent links, the aliases ModelService gives its objects (to the URNs they
@@ -21,10 +21,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import plans, specs
-from components.kube import register, register_steps
+from components import specs
+from components.kube import register, register_steps, service_endpoint
 from components.program import load_stack_config
-from components.service import service_endpoint
 
 config = pulumi.Config("model-serving")
 stack = load_stack_config(config)
@@ -45,11 +44,11 @@ def on_provider(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
 pool = stack.gpu_pool
 scheduling = specs.gpu_scheduling(pool)
 if stack.needs_gpu_pool:
-    register_steps(plans.gpu_node_pool(pool, stack.monitoring), lambda after: on_provider(*after))
+    register_steps(specs.gpu_pool.plan(pool, stack.monitoring), lambda after: on_provider(*after))
 
 # InferenceGateway's objects, when the stack creates its Gateway.
 if stack.gateway.gateway_class_name is not None:
-    register_steps(plans.gateway(stack.gateway, stack.routed_models), lambda after: on_provider(*after))
+    register_steps(specs.routing.gateway_plan(stack.gateway, stack.routed_models), lambda after: on_provider(*after))
     pulumi.export("gateway", f"{stack.gateway.namespace}/{stack.gateway.name}")
 
 hub_token = config.get_secret("hubToken")
@@ -62,25 +61,25 @@ for model in stack.models:
     secret = pulumi.Output.secret(hub_token) if hub_token is not None else None
     canary_image = model.canary.image if model.canary is not None else None
     deployment_objects = register_steps(
-        plans.model_deployment(model, image_ref, scheduling, secret, canary_image),
+        specs.workloads.plan(model, image_ref, scheduling, secret, canary_image),
         lambda after, ns=ns: on_provider(ns, *after),
     )
     # LoadBalancedService's objects.
     in_ns = lambda after, ns=ns: on_provider(ns, *after)  # noqa: E731
-    service_objects = register_steps(plans.load_balanced_service(model, stack.monitoring, stack.gateway), in_ns)
+    service_objects = register_steps(specs.network.plan(model, stack.monitoring, stack.gateway), in_ns)
     svc = service_objects["service"]
     # ModelRouting's objects: after the model's Deployments and Services.
     if model.routing.mode != "service":
         waits = [ns, *deployment_objects.values(), *service_objects.values()]
         register_steps(
-            plans.model_routing(model, stack.gateway, stack.monitoring),
+            specs.routing.plan(model, stack.gateway, stack.monitoring),
             lambda after, waits=waits: on_provider(*waits, *after),
         )
     # Autoscaler's object: waiting for the ModelDeployment component means waiting for its objects.
     waits = [ns, *deployment_objects.values()]
-    register_steps(plans.autoscaler(model, stack.monitoring), lambda after, waits=waits: on_provider(*waits, *after))
+    register_steps(specs.scaling.plan(model, stack.monitoring), lambda after, waits=waits: on_provider(*waits, *after))
     # ModelMonitoring's objects.
-    register_steps(plans.model_monitoring(model, stack.monitoring), in_ns)
+    register_steps(specs.monitoring.plan(model, stack.monitoring), in_ns)
     pulumi.export(f"{model.name}_endpoint", service_endpoint(svc, model.service.port))
     pulumi.export(f"{model.name}_image_ref", image_ref)
     pulumi.export(f"{model.name}_namespace", pulumi.Output.from_input(model.namespace))

@@ -1,6 +1,8 @@
 """model-serving components: serve AI models on Kubernetes GPU clusters with Pulumi.
 
-Names load lazily, so the pure modules (``components.sizing``, ``components.specs``) and their CLIs
+The public surface: ``GpuNodePool`` and ``ModelService`` (the two the component provider serves too),
+``InferenceGateway`` for a stack that creates its Gateway, the pool's ``GpuScheduling`` contract and the config
+reader. Names load lazily, so the pure modules (``components.sizing``, ``components.specs``) and their CLIs
 start without importing the Pulumi SDKs.
 """
 
@@ -10,61 +12,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers
-    from components.autoscaler import Autoscaler, AutoscalerArgs
     from components.config import ConfigError, StackConfig, parse_stack_config
-    from components.deployment import ModelDeployment, ModelDeploymentArgs
+    from components.gateway import InferenceGateway, InferenceGatewayArgs
     from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-    from components.image import ModelImage, ModelImageArgs
     from components.model_service import ModelService, ModelServiceArgs
-    from components.monitoring import ModelMonitoring, ModelMonitoringArgs
-    from components.routing import InferenceGateway, InferenceGatewayArgs, ModelRouting, ModelRoutingArgs
-    from components.service import LoadBalancedService, LoadBalancedServiceArgs
     from components.specs import GpuScheduling
 
 _EXPORTS = {
-    "Autoscaler": "autoscaler",
-    "AutoscalerArgs": "autoscaler",
     "ConfigError": "config",
     "StackConfig": "config",
     "parse_stack_config": "config",
-    "ModelDeployment": "deployment",
-    "ModelDeploymentArgs": "deployment",
     "GpuNodePool": "gpu_node_pool",
     "GpuNodePoolArgs": "gpu_node_pool",
-    "ModelImage": "image",
-    "ModelImageArgs": "image",
+    "InferenceGateway": "gateway",
+    "InferenceGatewayArgs": "gateway",
     "ModelService": "model_service",
     "ModelServiceArgs": "model_service",
-    "ModelMonitoring": "monitoring",
-    "ModelMonitoringArgs": "monitoring",
-    "InferenceGateway": "routing",
-    "InferenceGatewayArgs": "routing",
-    "ModelRouting": "routing",
-    "ModelRoutingArgs": "routing",
-    "LoadBalancedService": "service",
-    "LoadBalancedServiceArgs": "service",
     "GpuScheduling": "specs",
 }
 
 __all__ = [
-    "Autoscaler",
-    "AutoscalerArgs",
     "ConfigError",
     "GpuNodePool",
     "GpuNodePoolArgs",
     "GpuScheduling",
     "InferenceGateway",
     "InferenceGatewayArgs",
-    "LoadBalancedService",
-    "LoadBalancedServiceArgs",
-    "ModelDeployment",
-    "ModelDeploymentArgs",
-    "ModelImage",
-    "ModelImageArgs",
-    "ModelMonitoring",
-    "ModelMonitoringArgs",
-    "ModelRouting",
-    "ModelRoutingArgs",
     "ModelService",
     "ModelServiceArgs",
     "StackConfig",

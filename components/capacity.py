@@ -3,19 +3,23 @@
 ``gpuPool.gpuBudget`` is a guarantee about the whole pool, not about one stack file: every workload that lands
 on the pool counts, however it was composed (one stack config, several ``ModelService``s built from the Python
 package, or the component provider serving YAML and TypeScript stacks). ``GpuNodePool`` owns one
-:class:`GpuCapacity`; it travels with the pool's :class:`~components.specs.GpuScheduling`, and each
-``ModelDeployment`` reserves its peak from it before registering anything, so the model that would exceed the
-budget stops the program with a message naming it, the pool and the budget.
+:class:`GpuCapacity`; it travels beside the pool's scheduling contract as a :class:`PoolScheduling`, and each
+``ModelService`` reserves its peak from it before registering anything, so the model that would exceed the budget
+stops the program with a message naming it, the pool and the budget.
 
-Pure Python: no Pulumi, no Kubernetes.
+The ledger is the only state of the library; the builders (:mod:`components.specs`) never see it. Pure Python: no
+Pulumi, no Kubernetes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from components.config import ModelConfig
+from components.specs import GpuScheduling
 
 
 class GpuBudgetError(ValueError):
@@ -88,3 +92,37 @@ class GpuCapacity:
             f"the models already placed on the pool reserve {self.reserved} ({held}), and gpuPool.gpuBudget "
             f"is {self.budget}; raise the budget or lower maxReplicas, maxSurge or GPUs per replica"
         )
+
+
+@dataclass(frozen=True, eq=False)
+class PoolScheduling(GpuScheduling):
+    """A pool's scheduling contract with the ledger its models reserve GPUs from (``GpuNodePool.scheduling``).
+
+    The ledger is no part of its value: it equals the bare contract, and ``wire()`` exports the contract alone.
+    """
+
+    capacity: GpuCapacity = field(compare=False, repr=False, kw_only=True)
+
+    @classmethod
+    def of(cls, scheduling: GpuScheduling, capacity: GpuCapacity) -> PoolScheduling:
+        return cls(**contract_fields(scheduling), capacity=capacity)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GpuScheduling):
+            return NotImplemented
+        return contract_fields(self) == contract_fields(other)
+
+    __hash__ = GpuScheduling.__hash__
+
+
+def contract_fields(scheduling: GpuScheduling) -> dict[str, Any]:
+    return {f.name: getattr(scheduling, f.name) for f in dataclasses.fields(GpuScheduling)}
+
+
+def reserve(model: ModelConfig, scheduling: GpuScheduling) -> GpuScheduling:
+    """Reserve the model's peak GPUs from the pool behind ``scheduling`` (when it is a pool's): raises
+    :class:`GpuBudgetError` when the budget would be exceeded. Returns the bare contract."""
+    if not isinstance(scheduling, PoolScheduling):
+        return scheduling
+    scheduling.capacity.reserve(model)
+    return GpuScheduling(**contract_fields(scheduling))

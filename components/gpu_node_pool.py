@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import pulumi
 
-from components import plans, specs
-from components.capacity import GpuCapacity
+from components import specs
+from components.capacity import GpuCapacity, PoolScheduling
 from components.config import GpuPoolConfig, MonitoringConfig
 from components.kube import child_options, register_steps
+from components.specs import gpu_pool
 
 
 @dataclass
@@ -26,8 +26,8 @@ class GpuNodePool(pulumi.ComponentResource):
     NodePool.
 
     ``scheduling`` is the contract workloads follow to land on the pool; ``gpu_budget`` the GPUs it may hold.
-    ``capacity`` hands those GPUs out: every ModelService (ModelDeployment) given this pool's ``scheduling``
-    reserves its peak from it, and the one that would exceed ``gpu_budget`` stops the program naming itself.
+    ``capacity`` hands those GPUs out: every ModelService given this pool's ``scheduling`` reserves its peak from
+    it, and the one that would exceed ``gpu_budget`` stops the program naming itself.
     """
 
     scheduling: specs.GpuScheduling
@@ -38,10 +38,10 @@ class GpuNodePool(pulumi.ComponentResource):
         super().__init__("model-serving:index:GpuNodePool", name, None, opts)
         pool = args.pool
         self.capacity: GpuCapacity = GpuCapacity(pool.name, pool.gpu_budget)
-        self.scheduling = dataclasses.replace(specs.gpu_scheduling(pool), capacity=self.capacity)
+        self.scheduling = PoolScheduling.of(specs.gpu_scheduling(pool), self.capacity)
         self.gpu_budget = pool.gpu_budget
         objects = register_steps(
-            plans.gpu_node_pool(pool, args.monitoring), lambda after: child_options(self, opts, depends_on=after)
+            gpu_pool.plan(pool, args.monitoring), lambda after: child_options(self, opts, depends_on=after)
         )
         self.runtime_class = objects["runtime-class"]
         self.register_outputs({"scheduling": self.scheduling.wire(), "gpu_budget": self.gpu_budget})

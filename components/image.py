@@ -1,17 +1,20 @@
-"""ModelImage: the model server's container image, built with pulumi-docker or taken prebuilt."""
+"""The model server's container image, built with pulumi-docker or taken prebuilt, and the reference the pods run.
+
+Whatever runs it, a rebuild with other content must change the reference, or the Deployment (with
+``imagePullPolicy: IfNotPresent``) keeps running the old image: a pushed build is referenced by its digest, a local
+one by a tag with the digest of its build inputs appended (:func:`content_tagged`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
 from components.config import IMAGE_REF, ImageBuildConfig, ImageConfig
-from components.kube import child_options
 
 # Caches a build context may hold that are no part of any image (app/.dockerignore keeps them from Docker too).
 # Everything else counts, even what .dockerignore leaves out: a spurious new tag only costs a rebuild.
@@ -65,36 +68,15 @@ def content_tagged(image_name: str, digest: str) -> str:
     return f"{match['name']}:{tag}"
 
 
-@dataclass
-class ModelImageArgs:
-    image: ImageConfig
-    # Registry password for pushes; a pulumi secret (model-serving:registryPassword).
-    registry_password: pulumi.Input[str] | None = None
-
-
-class ModelImage(pulumi.ComponentResource):
-    """Output ``image_ref``: the pushed repo digest, else the reference given or built.
-
-    Whatever runs it, a rebuild with other content must change the reference, or the Deployment (with
-    ``imagePullPolicy: IfNotPresent``) keeps running the old image: a pushed build is referenced by its
-    digest, a local one by a tag with the digest of its build inputs appended (:func:`content_tagged`).
-    """
-
-    image_ref: pulumi.Output[str]
-
-    def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("model-serving:index:ModelImage", name, None, opts)
-        self.image_ref = register_image(name, args, child_options(self, opts))
-        self.register_outputs({"image_ref": self.image_ref})
-
-
-def register_image(name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+def register_image(
+    name: str, image: ImageConfig, registry_password: pulumi.Input[str] | None, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
     """The image reference the model runs: ``image.ref`` as given, or the ``docker.Image`` it registers with
-    ``opts`` (:class:`ModelImage`'s rules for the reference)."""
-    build = args.image.build
+    ``opts``. ``registry_password``: for pushes, a secret."""
+    build = image.build
     if build is None:
-        assert args.image.ref is not None  # guaranteed by config validation
-        return pulumi.Output.from_input(args.image.ref)
+        assert image.ref is not None  # guaranteed by config validation
+        return pulumi.Output.from_input(image.ref)
     image_name = build.image_name
     if not build.push:
         try:
@@ -106,9 +88,9 @@ def register_image(name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions
         registry = docker.RegistryArgs(
             server=build.registry_server,
             username=build.registry_username,
-            password=pulumi.Output.secret(args.registry_password) if args.registry_password else None,
+            password=pulumi.Output.secret(registry_password) if registry_password else None,
         )
-    image = docker.Image(
+    built = docker.Image(
         name,
         image_name=image_name,
         build=docker.DockerBuildArgs(
@@ -123,5 +105,5 @@ def register_image(name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions
         opts=opts,
     )
     # Pushed: the digest pins exactly what was built. Local only: the content-tagged name.
-    ref: pulumi.Output[str] = image.repo_digest if build.push else image.image_name
+    ref: pulumi.Output[str] = built.repo_digest if build.push else built.image_name
     return ref

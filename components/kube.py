@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-if TYPE_CHECKING:
-    from components.plans import Step
+from components.aliases import former_object
+from components.specs import Step
 
 
 @cache
@@ -29,7 +29,7 @@ def _argument(field: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
 
 
-def register(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+def register(obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     """Create the Pulumi resource for ``obj``; its logical name is the object's own name."""
     api_version, kind = obj["apiVersion"], obj["kind"]
     name = obj["metadata"]["name"]
@@ -50,10 +50,11 @@ def register_steps(
     options: Callable[[list[pulumi.Resource]], pulumi.ResourceOptions],
     former_parent: str | pulumi.Output[str] | None = None,
 ) -> dict[str, pulumi.CustomResource]:
-    """Register a plan (:mod:`components.plans`) in order; ``options`` gets the resources a step waits for.
+    """Register a plan (a concern's ``plan`` in :mod:`components.specs`) in order; ``options`` gets the resources a
+    step waits for.
 
     ``former_parent``: the URN of the resource the objects used to be children of; each gets the alias to its URN
-    there, so a stack made then keeps its objects.
+    there (:mod:`components.aliases`), so a stack made then keeps its objects.
     """
     done: dict[str, pulumi.CustomResource] = {}
     for step in steps:
@@ -62,33 +63,9 @@ def register_steps(
             timeouts = pulumi.CustomTimeouts(create=step.timeout, update=step.timeout)
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(custom_timeouts=timeouts))
         if former_parent is not None:
-            obj = step.obj
-            token = type_token(obj["apiVersion"], obj["kind"])
-            opts.aliases = [*(opts.aliases or []), child_urn(former_parent, token, obj["metadata"]["name"])]
+            opts.aliases = [*(opts.aliases or []), former_object(former_parent, step.obj)]
         done[step.name] = register(step.obj, opts)
     return done
-
-
-def type_token(api_version: str, kind: str) -> str:
-    """The Pulumi type of a Kubernetes kind: ``kubernetes:apps/v1:Deployment``, ``kubernetes:core/v1:Namespace``."""
-    return f"kubernetes:{api_version if '/' in api_version else f'core/{api_version}'}:{kind}"
-
-
-def top_level_urn(type_: str, name: str) -> str:
-    """The URN the engine gives a resource of this stack whose only parent is the stack."""
-    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
-
-
-def child_urn(parent: str | pulumi.Output[str], type_: str, name: str) -> str | pulumi.Output[str]:
-    """The URN of a child ``type_`` named ``name`` of the resource whose URN is ``parent``.
-
-    A string when ``parent`` is one. The SDK turns an alias into the URN it names: from a string at the cost of
-    a few Outputs, from an ``Alias`` at the cost of about as many as registering a component.
-    """
-    if isinstance(parent, str):
-        stack_and_types, _, _ = parent.rpartition("::")
-        return f"{stack_and_types}${type_}::{name}"
-    return parent.apply(lambda urn: child_urn(urn, type_, name))
 
 
 def child_options(
@@ -106,3 +83,20 @@ def child_options(
     given: Any = opts.depends_on if opts is not None else None
     inherited: list[Any] = list(given) if isinstance(given, (list, tuple)) else [given] if given is not None else []
     return pulumi.ResourceOptions(parent=parent, depends_on=[*inherited, *depends_on], **kwargs)
+
+
+def _endpoint(status: Any, port: int, cluster_ip: str | None) -> str:
+    ingress = ((status or {}).get("load_balancer") or {}).get("ingress") or []
+    for entry in ingress:
+        host = entry.get("hostname") or entry.get("ip")
+        if host:
+            return f"http://{host}:{port}"
+    return f"http://{cluster_ip}:{port}" if cluster_ip else ""
+
+
+def service_endpoint(svc: pulumi.CustomResource, port: int) -> pulumi.Output[str]:
+    """``http://host:port`` of the Service's load balancer once the cluster reports one, else of its cluster IP."""
+    endpoint: pulumi.Output[str] = pulumi.Output.all(svc.status, svc.spec).apply(  # type: ignore[attr-defined]
+        lambda parts: _endpoint(parts[0], port, (parts[1] or {}).get("cluster_ip"))
+    )
+    return endpoint

@@ -12,7 +12,6 @@ No ``from __future__ import annotations``: the host reads the annotations at run
 real types, not strings. The output annotations are repeated from the library classes for that reason.
 """
 
-import dataclasses
 import importlib.metadata
 import threading
 import tomllib
@@ -24,7 +23,7 @@ from model_serving_types import GpuPool, ModelServiceArgs
 
 import components
 from components import specs
-from components.capacity import GpuBudgetError, GpuCapacity
+from components.capacity import GpuBudgetError, GpuCapacity, PoolScheduling
 from components.config import (
     SECRET_KEYS,
     ConfigError,
@@ -206,7 +205,7 @@ class ModelService(components.ModelService):
             components.ModelServiceArgs(
                 model=model,
                 # The pool's ledger travels with the scheduling: the library component reserves the model's GPUs.
-                scheduling=dataclasses.replace(specs.gpu_scheduling(pool), capacity=capacity),
+                scheduling=PoolScheduling.of(specs.gpu_scheduling(pool), capacity),
                 hub_token=args.get("hubToken"),
                 registry_password=args.get("registryPassword"),
                 monitoring=stack.monitoring,

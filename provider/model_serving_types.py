@@ -1,4 +1,4 @@
-"""Input types of the model-serving components, generated from components/config/schema.py by
+"""Input types of the model-serving components, generated from the schema in components/config/ by
 ``python -m components.config.docs --write`` (do not edit). The component provider host reads these annotations and
 docstrings to infer the package schema.
 

@@ -95,7 +95,7 @@ NAMESPACE = Derived("`<namespace>-<name>`", lambda s: f"{s.outer['namespace']}-{
 
 def image_override(s: Scope) -> Any:
     """``imageRefOverride`` replaces every model's image (checked where it is given)."""
-    from components.config.schema import ImageConfig
+    from components.config.workload import ImageConfig
 
     ref = s.outer["image_ref_override"]
     return None if ref is None else ImageConfig(ref=ref)

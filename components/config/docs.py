@@ -14,16 +14,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.config import policy_settings
 from components.config.declare import EMPTY, REQUIRED, Block, BlockList, Derived, Key, keys, nested, type_name
 from components.config.engines import ENGINES, EXPORTER_ANNOTATION, EXPORTERS, GATEWAYS, SCRAPE_METRICS
-from components.config.schema import (
-    GatewayConfig,
-    GpuPoolConfig,
-    ModelConfig,
-    MonitoringConfig,
-    StackConfig,
-    StackSecrets,
-)
+from components.config.model import ModelConfig
+from components.config.policy_config import PolicyConfig
+from components.config.pool import GpuPoolConfig
+from components.config.stack import GatewayConfig, MonitoringConfig, StackConfig, StackSecrets
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_MD = ROOT / "docs" / "config.md"
@@ -90,7 +87,7 @@ def config_markdown() -> str:
             f"| `{name}` | {gpus} | {e.port} | `{e.liveness}` / `{e.readiness}` | {e.model_load_seconds} | `{metric}` |"
         )
     lines = [
-        f"<!-- Generated from components/config/schema.py by `{COMMAND}`: do not edit. -->",
+        f"<!-- Generated from the schema in components/config/ by `{COMMAND}`: do not edit. -->",
         "# Config reference",
         "",
         "Everything lives under the `model-serving:` namespace of a stack file (`stacks/Pulumi.<stack>.yaml`).",
@@ -119,6 +116,10 @@ def config_markdown() -> str:
         "## `models[i]`",
         "",
         *_table(list(rows(ModelConfig))),
+        "",
+        "## `policy`",
+        "",
+        *_table(list(rows(PolicyConfig))),
         "",
         "## Engines",
         "",
@@ -224,7 +225,7 @@ def provider_types() -> str:
     # (Its first clause: the rest says when the stack program deploys the pool, which is no input's concern.)
     pool_doc = f"{pool_key.doc.split(';')[0]}: give it the same block as its GpuNodePool. Default: each key's default."
     lines = [
-        '"""Input types of the model-serving components, generated from components/config/schema.py by',
+        '"""Input types of the model-serving components, generated from the schema in components/config/ by',
         f"``{COMMAND}`` (do not edit). The component provider host reads these annotations and",
         "docstrings to infer the package schema.",
         "",
@@ -286,7 +287,8 @@ def policy_exporters() -> str:
 
 
 def outputs() -> dict[Path, str]:
-    return {CONFIG_MD: config_markdown(), PROVIDER_TYPES: provider_types(), POLICY_EXPORTERS: policy_exporters()}
+    generated = {CONFIG_MD: config_markdown(), PROVIDER_TYPES: provider_types(), POLICY_EXPORTERS: policy_exporters()}
+    return generated | policy_settings.outputs(COMMAND)  # the pack's kinds and each stack's settings
 
 
 def stale() -> list[Path]:

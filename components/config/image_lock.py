@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 from components.config.errors import ConfigError, Problem
 from components.config.kinds import IMAGE_REF, kind_of
-from components.config.schema import ModelConfig, StackConfig
+from components.config.model import ModelConfig
+from components.config.stack import StackConfig
 
 KEY = "imageLock"
 # The local cluster's lock: `make cluster-up` builds the app/ image, imports it and writes this file.

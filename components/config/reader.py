@@ -24,8 +24,9 @@ from components.config.declare import (
 from components.config.declare import nested as nested_keys
 from components.config.errors import Problems
 from components.config.kinds import INVALID, InvalidValueError, Strings, join, kind_of
-from components.config.rules import BLOCK_RULES, STACK_RULES, At, StackView
-from components.config.schema import StackConfig, StackSecrets
+from components.config.rules import BLOCK_RULES, At
+from components.config.stack import StackConfig, StackSecrets
+from components.config.stack_rules import STACK_RULES, StackView
 
 
 class _Scope:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components import plans, specs
+from components import specs
 from components.config import SECRET_KEYS, parse_stack_config
 from tests.harness import ROOT, TEST_SECRETS
 from tests.project import Project, cli_available, copy_project, require
@@ -226,10 +226,10 @@ def planned_objects(project: Project, stack: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for model in config.models:
         steps = [
-            *plans.model_deployment(model, "image", scheduling, "token"),
-            *plans.load_balanced_service(model, config.monitoring, config.gateway),
-            *plans.autoscaler(model, config.monitoring),
-            *(plans.model_routing(model, config.gateway, config.monitoring) if model.routing.mode != "service" else []),
+            *specs.workloads.plan(model, "image", scheduling, "token"),
+            *specs.network.plan(model, config.monitoring, config.gateway),
+            *specs.scaling.plan(model, config.monitoring),
+            *(specs.routing.plan(model, config.gateway, config.monitoring) if model.routing.mode != "service" else []),
         ]
         for step in steps:
             found.setdefault(step.obj["kind"], []).append(f"{model.namespace}/{step.obj['metadata']['name']}")

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import plans
+from components import specs
 from components.config import parse_stack_config
 from tests.harness import ROOT, run_stack
 from tests.kube_checks import validate_object
@@ -174,7 +174,7 @@ def test_up_renders_what_the_python_program_renders_for_the_same_config(yaml_sta
     # (a GPU model or Karpenter), which this CPU model's is not: the pool's objects are those of its plan.
     assert not parse_stack_config(config).needs_gpu_pool
     stack = parse_stack_config(config)
-    expected |= {_identity(s.obj): _prune(s.obj) for s in plans.gpu_node_pool(stack.gpu_pool, stack.monitoring)}
+    expected |= {_identity(s.obj): _prune(s.obj) for s in specs.gpu_pool.plan(stack.gpu_pool, stack.monitoring)}
     assert set(rendered) == set(expected)
     for identity, obj in expected.items():
         assert _prune(rendered[identity]) == obj, identity

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.model_service import FORMER_PARENTS
+from components.aliases import FORMER_PARENTS
 from tests.project import Project, cli_available, copy_project, require
 
 LEGACY = Path(__file__).parent / "legacy" / "model_service.py"

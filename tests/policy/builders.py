@@ -339,7 +339,9 @@ TYPES = {
 
 
 def type_of(obj: Mapping[str, Any]) -> str:
-    return TYPES[obj["kind"]]
+    """The Pulumi type of a wire-form object, as the Kubernetes provider names it (``core`` for the legacy group)."""
+    api_version = str(obj["apiVersion"])
+    return f"kubernetes:{api_version if '/' in api_version else f'core/{api_version}'}:{obj['kind']}"
 
 
 def set_path(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

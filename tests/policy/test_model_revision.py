@@ -40,7 +40,7 @@ def workload(
 
 
 def vllm(*extra: str) -> dict[str, Any]:
-    """As components/specs.py writes a vLLM container (env MODEL_ID too, which vLLM does not read)."""
+    """As components/specs/pods.py writes a vLLM container (env MODEL_ID too, which vLLM does not read)."""
     return workload(args=["--model", MODEL, "--port", "8000", *extra], env={"MODEL_ID": MODEL})
 
 

@@ -125,15 +125,26 @@ def test_stack_configs_differ_where_intended() -> None:
     assert configs["dev"]["container-images"]["requireDigest"] is False
     assert configs["local"]["container-images"]["requireDigest"] is False
     for stack, config in configs.items():
+        # Only the stacks whose GPU pool registers the node agents exempt them (tests/unit/test_policy_settings.py).
+        agents = stack in ("prod", "e2e")
         for rule in ("pod-security", "gpu-scheduling"):
-            exempt = [(ex["kind"], ex["namespace"], ex["name"]) for ex in config[rule]["exemptions"]]
-            assert exempt == [
-                ("DaemonSet", "nvidia-device-plugin", "nvidia-device-plugin"),
-                ("DaemonSet", "nvidia-dcgm-exporter", "dcgm-exporter"),
-            ], stack
+            exempt = [(ex["kind"], ex["namespace"], ex["name"]) for ex in config.get(rule, {}).get("exemptions", [])]
+            assert exempt == (
+                [
+                    ("DaemonSet", "nvidia-device-plugin", "nvidia-device-plugin"),
+                    ("DaemonSet", "nvidia-dcgm-exporter", "dcgm-exporter"),
+                ]
+                if agents
+                else []
+            ), stack
+    assert "gpu-budget" not in configs["local"], "the local stack has no GPUs to budget"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+# The stacks whose GPU pool runs the device plugin (the others' settings exempt nothing).
+PLUGIN_CONFIGS = [p for p in CONFIGS if "pod-security" in json.loads(p.read_text())]
+
+
+@pytest.mark.parametrize("path", PLUGIN_CONFIGS, ids=lambda p: p.name)
 def test_device_plugin_passes_under_each_stack_config(path: Path) -> None:
     dp = device_plugin()
     dp["spec"]["template"]["spec"]["containers"][0]["resources"] = {

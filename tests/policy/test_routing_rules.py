@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components import plans, specs
+from components import specs
 from components.config import ModelConfig
 from tests.unit.mocking import model, typed
 
@@ -23,9 +23,9 @@ def _objects(m: ModelConfig) -> list[dict[str, Any]]:
     """Everything the program registers for a model but its namespace and autoscaler."""
     scheduling = specs.gpu_scheduling(STACK.gpu_pool)
     steps = [
-        *plans.model_deployment(m, "r/x@sha256:" + "0" * 64, scheduling, "token"),
-        *plans.load_balanced_service(m, STACK.monitoring, STACK.gateway),
-        *plans.model_routing(m, STACK.gateway, STACK.monitoring),
+        *specs.workloads.plan(m, "r/x@sha256:" + "0" * 64, scheduling, "token"),
+        *specs.network.plan(m, STACK.monitoring, STACK.gateway),
+        *specs.routing.plan(m, STACK.gateway, STACK.monitoring),
     ]
     return [copy.deepcopy(s.obj) for s in steps if s.obj["kind"] not in ("Secret",)]
 

@@ -1,6 +1,6 @@
 """Components one at a time under Pulumi mocks, and typed config taken from the stack files.
 
-``run_components(lambda: ModelImage(...))`` runs the lambda as a Pulumi program under mocks and returns
+``run_components(lambda: ModelService(...))`` runs the lambda as a Pulumi program under mocks and returns
 what it built, every resource it registered (recorded as in :mod:`tests.harness`), the options each
 resource was registered with, and the outputs each component registered.
 
@@ -15,7 +15,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pulumi
 from google.protobuf import json_format
@@ -23,8 +23,19 @@ from pulumi.runtime import mocks, rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config import ModelConfig, StackConfig, parse_stack_config, stack_file_config
+from components.config import (
+    GatewayConfig,
+    ModelConfig,
+    MonitoringConfig,
+    StackConfig,
+    parse_stack_config,
+    stack_file_config,
+)
+from components.specs import GpuScheduling, gpu_scheduling
 from tests import harness
+
+if TYPE_CHECKING:
+    from components.model_service import ModelService
 
 T = TypeVar("T")
 ExtraOutputs = Callable[[mocks.MockResourceArgs], Mapping[str, Any] | None]
@@ -106,6 +117,36 @@ def run_components(
         component_outputs=monitor.component_outputs,
         component_secret_outputs=monitor.component_secret_outputs,
     )
+
+
+SERVICE = "model-serving:index:ModelService"
+
+
+def run_model_service(
+    m: ModelConfig,
+    stack: str = "prod",
+    *,
+    scheduling: GpuScheduling | None = None,
+    hub_token: str | None = "hf_unit_token",
+    registry_password: str | None = None,
+    monitoring: MonitoringConfig | None = None,
+    gateway: GatewayConfig | None = None,
+    outputs: ExtraOutputs | None = None,
+) -> Components[ModelService]:
+    """One ModelService of ``m`` under mocks, with the pool's scheduling, the monitoring and the gateway of ``stack``
+    (the model's) unless given; a hub token only when the model mounts one."""
+    from components.model_service import ModelService, ModelServiceArgs
+
+    config = typed(stack)
+    args = ModelServiceArgs(
+        model=m,
+        scheduling=scheduling if scheduling is not None else gpu_scheduling(config.gpu_pool),
+        hub_token=hub_token if m.hub_token else None,
+        registry_password=registry_password,
+        monitoring=monitoring if monitoring is not None else config.monitoring,
+        gateway=gateway if gateway is not None else config.gateway,
+    )
+    return run_components(lambda: ModelService(m.name, args), outputs=outputs)
 
 
 def resolve(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Autoscaler: an autoscaling/v2 HPA on the model's Deployment, with GPU-friendly behavior (driver hpa; KEDA:
+"""The autoscaler: an autoscaling/v2 HPA on the model's Deployment, with GPU-friendly behavior (driver hpa; KEDA:
 test_keda.py)."""
 
 from __future__ import annotations
@@ -8,13 +8,11 @@ from typing import Any
 import pytest
 
 from components import specs
-from components.autoscaler import Autoscaler, AutoscalerArgs
-from components.config import ModelConfig
+from components.config import GpuPoolConfig, ModelConfig, MonitoringConfig
 from tests.kube_checks import validate_object
-from tests.unit.mocking import model, run_components
+from tests.unit.mocking import SERVICE, model, run_model_service
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-COMPONENT = "model-serving:index:Autoscaler"
 
 LLAMA = model("prod", "llama-3-1-8b", {"models[0].autoscaling.driver": "hpa"})  # pods metric, scale-down 900
 DEV = model("dev")  # cpu metric, 1..2
@@ -55,7 +53,7 @@ def test_min_and_max_replicas_follow_the_config(m: ModelConfig, low: int, high: 
 @pytest.mark.parametrize("m", [LLAMA, DEV, EXTERNAL], ids=["llama", "dev", "ext"])
 def test_the_hpa_scales_the_models_deployment(m: ModelConfig) -> None:
     hpa = _hpa(m)
-    deployment = specs.deployment(m, "img:1", specs.gpu_scheduling(specs.GpuPoolConfig()))
+    deployment = specs.deployment(m, "img:1", specs.gpu_scheduling(GpuPoolConfig()))
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": deployment["apiVersion"],
         "kind": "Deployment",
@@ -124,13 +122,15 @@ def test_the_hpa_validates_against_the_schema(m: ModelConfig) -> None:
 def test_there_is_no_hpa_without_autoscaling() -> None:
     m = model("render")
     assert specs.autoscaler(m) is None
-    with pytest.raises(ValueError, match="no autoscaling"):
-        run_components(lambda: Autoscaler(m.name, AutoscalerArgs(model=m)))
+    assert specs.scaling.plan(m, MonitoringConfig()) == []
+    assert not [r for r in run_model_service(m).resources if r.type == HPA]
 
 
 def test_the_component_registers_the_hpa_as_its_child() -> None:
-    run = run_components(lambda: Autoscaler(LLAMA.name, AutoscalerArgs(model=LLAMA)))
+    run = run_model_service(LLAMA)
     hpa = run.one(HPA, LLAMA.name)
-    assert hpa.parent == run.one(COMPONENT, LLAMA.name).urn
+    assert hpa.parent == run.one(SERVICE, LLAMA.name).urn
     assert hpa.inputs["spec"] == _hpa(LLAMA)["spec"]
-    assert len(run.resources) == 2
+    # It scales the workload once that exists.
+    assert run.one("kubernetes:apps/v1:Deployment", LLAMA.name).urn in run.options[hpa.urn].dependencies
+    assert [r.type for r in run.resources].count(HPA) == 1

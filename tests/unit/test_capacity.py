@@ -16,9 +16,9 @@ import pytest
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.capacity import GpuBudgetError, GpuCapacity
+from components import specs
+from components.capacity import GpuBudgetError, GpuCapacity, PoolScheduling, reserve
 from components.config import GpuPoolConfig, ModelConfig, parse_stack_config
-from components.deployment import ModelDeployment, ModelDeploymentArgs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.model_service import ModelService, ModelServiceArgs
 from tests import harness
@@ -104,16 +104,14 @@ def test_a_pool_without_a_budget_takes_any_number_of_models() -> None:
     assert _two_services(None, _model("llm", gpus=8, max_replicas=10))[0] is None
 
 
-def test_a_model_deployment_used_on_its_own_reserves_too() -> None:
-    def build() -> None:
-        pool = GpuNodePool("gpu", GpuNodePoolArgs(pool=_pool(2)))
-        for name in ("a", "b"):
-            model = _model(name)
-            ModelDeployment(name, ModelDeploymentArgs(model=model, image_ref=IMAGE, scheduling=pool.scheduling))
-
-    error, registered = _run(build)
-    assert error is not None and "model 'b' does not fit GPU pool 'gpu'" in str(error)
-    assert not [r for r in registered if r.type == "model-serving:index:ModelDeployment" and r.name == "b"]
+def test_a_plan_registered_on_its_own_reserves_too() -> None:
+    """A stack that registers a concern's plan itself, without ModelService, reserves through the same ledger."""
+    scheduling = PoolScheduling.of(specs.gpu_scheduling(_pool(2)), GpuCapacity("gpu", 2))
+    bare = reserve(_model("a"), scheduling)
+    assert bare == scheduling and not isinstance(bare, PoolScheduling), "the builders get the contract alone"
+    with pytest.raises(GpuBudgetError, match="model 'b' does not fit GPU pool 'gpu'"):
+        reserve(_model("b"), scheduling)
+    assert [r.model for r in scheduling.capacity.reservations] == ["a"]
 
 
 def test_a_model_service_reserves_once_for_itself_and_its_deployment() -> None:

@@ -1,4 +1,4 @@
-"""ModelDeployment: the Deployment's pods, their identity, storage, probes, rollout and disruption budget."""
+"""A model's workload: the Deployment's pods, their identity, storage, probes, rollout and disruption budget."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import plans, specs
+from components import specs
 from components.config import ConfigError, ModelConfig
-from components.deployment import ModelDeployment, ModelDeploymentArgs
+from components.model_service import ModelService
 from tests.kube_checks import validate_object
-from tests.unit.mocking import Components, model, run_components, typed
+from tests.unit.mocking import SERVICE, Components, model, run_model_service, typed
 
 IMAGE = "registry.example.com/model-serving/server:1.2.3"
-COMPONENT = "model-serving:index:ModelDeployment"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 GPU = "nvidia.com/gpu"
 
@@ -465,17 +464,23 @@ def test_the_deployment_validates_against_the_schema(m: ModelConfig) -> None:
 # --- the component ---------------------------------------------------------------------------------
 
 
-def _component(m: ModelConfig, hub_token: str | None = "hf_unit_token") -> Components[ModelDeployment]:
-    args = ModelDeploymentArgs(model=m, image_ref=IMAGE, scheduling=_scheduling(), hub_token=hub_token)
-    return run_components(lambda: ModelDeployment(m.name, args))
+def _component(m: ModelConfig, hub_token: str | None = "hf_unit_token") -> Components[ModelService]:
+    return run_model_service(m, "render" if m is MINILM else "prod", hub_token=hub_token)
+
+
+def _workload_kinds(run: Components[ModelService]) -> list[str]:
+    """The kinds of the objects the workload's plan registered (not those of the other concerns)."""
+    others = {"Namespace", "Service", "NetworkPolicy", "HorizontalPodAutoscaler", "ScaledObject"}
+    others |= {"ServiceMonitor", "PrometheusRule", "ConfigMap", "HTTPRoute"}
+    return sorted(r.kind for r in run.kubernetes_objects() if r.kind not in others)
 
 
 @pytest.fixture(scope="module")
-def llama() -> Components[ModelDeployment]:
+def llama() -> Components[ModelService]:
     return _component(LLAMA)
 
 
-def test_the_deployment_resource_waits_longer_than_the_rollout_may_take(llama: Components[ModelDeployment]) -> None:
+def test_the_deployment_resource_waits_longer_than_the_rollout_may_take(llama: Components[ModelService]) -> None:
     timeouts = llama.options_of(DEPLOYMENT, LLAMA.name).custom_timeouts
     assert set(timeouts) == {"create", "update"}
     deadline = specs.progress_deadline_seconds(LLAMA)
@@ -491,44 +496,44 @@ def test_the_deployment_resource_waits_longer_than_the_rollout_may_take(llama: C
 def test_a_set_progress_deadline_bounds_the_rollout_and_pulumis_wait(deadline: int, timeout: str) -> None:
     model = dataclasses.replace(LLAMA, rollout=dataclasses.replace(LLAMA.rollout, progress_deadline_seconds=deadline))
     assert specs.deployment(model, IMAGE, _scheduling())["spec"]["progressDeadlineSeconds"] == deadline
-    assert plans.deployment_timeout(model) == timeout
+    assert specs.workloads.deployment_timeout(model) == timeout
 
 
-def test_the_deployment_waits_for_its_identity_secret_and_cache(llama: Components[ModelDeployment]) -> None:
+def test_the_deployment_waits_for_its_identity_secret_and_cache(llama: Components[ModelService]) -> None:
     dependencies = set(llama.options_of(DEPLOYMENT, LLAMA.name).dependencies)
     assert {
         llama.one("kubernetes:core/v1:ServiceAccount", LLAMA.name).urn,
         llama.one("kubernetes:core/v1:Secret", f"{LLAMA.name}-hub-token").urn,
         llama.one("kubernetes:core/v1:PersistentVolumeClaim", f"{LLAMA.name}-cache").urn,
         llama.one("kubernetes:batch/v1:Job", specs.prestage_job_name(LLAMA)).urn,  # the pre-staged weights
+        llama.one("kubernetes:core/v1:ResourceQuota", f"{LLAMA.name}-gpus").urn,  # its GPUs' ceiling
     } <= dependencies
 
 
-def test_an_unbound_cache_claim_does_not_block_the_update(llama: Components[ModelDeployment]) -> None:
+def test_an_unbound_cache_claim_does_not_block_the_update(llama: Components[ModelService]) -> None:
     claim = llama.one("kubernetes:core/v1:PersistentVolumeClaim", f"{LLAMA.name}-cache")
     assert claim.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
 
 
-def test_every_object_is_a_child_of_the_component(llama: Components[ModelDeployment]) -> None:
-    component = llama.one(COMPONENT, LLAMA.name)
-    kinds = sorted(r.kind for r in llama.resources if r.parent == component.urn)
-    # The Job: Llama's cache is pre-staged.
-    assert kinds == ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "ServiceAccount"]
-    assert len(llama.resources) == len(kinds) + 1
-    assert llama.component_outputs[component.urn] == {"deployment_name": LLAMA.name}
+def test_every_object_is_a_child_of_the_component(llama: Components[ModelService]) -> None:
+    component = llama.one(SERVICE, LLAMA.name)
+    # The Job: Llama's cache is pre-staged; the quota: it runs on GPUs.
+    kinds = ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "ResourceQuota", "Secret"]
+    assert _workload_kinds(llama) == [*kinds, "ServiceAccount"]
+    assert all(r.parent == component.urn for r in llama.kubernetes_objects())
 
 
-def test_the_registered_deployment_is_the_builders_output(llama: Components[ModelDeployment]) -> None:
+def test_the_registered_deployment_is_the_builders_output(llama: Components[ModelService]) -> None:
     registered = llama.one(DEPLOYMENT, LLAMA.name).inputs
-    built = _deployment(LLAMA)
+    assert LLAMA.image.ref is not None
+    built = specs.deployment(LLAMA, LLAMA.image.ref, _scheduling())
     assert registered["spec"] == built["spec"]
     assert registered["metadata"] == built["metadata"]
 
 
 def test_a_single_replica_model_gets_no_budget_claim_or_secret() -> None:
     run = _component(MINILM, hub_token=None)
-    assert sorted(r.kind for r in run.kubernetes_objects()) == ["Deployment", "ServiceAccount"]
-    assert run.built.hub_token_secret is None
+    assert _workload_kinds(run) == ["Deployment", "ServiceAccount"]
 
 
 def test_a_model_that_mounts_a_hub_token_needs_one() -> None:

@@ -1,31 +1,35 @@
-"""ModelImage: a prebuilt reference passes through; a build becomes a pulumi-docker Image."""
+"""A model's image: a prebuilt reference passes through; a build becomes a pulumi-docker Image of its ModelService."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from components.config import ImageBuildConfig, ImageConfig
-from components.image import ModelImage, ModelImageArgs, content_tagged, context_digest
+from components.image import content_tagged, context_digest
+from components.model_service import ModelService
 from tests.harness import ROOT, STACKS, run_stack
-from tests.unit.mocking import Components, model, resolve, run_components, stack_values, typed
+from tests.unit.mocking import SERVICE, Components, model, resolve, run_model_service, stack_values, typed
 
 IMAGE = "docker:index/image:Image"
-COMPONENT = "model-serving:index:ModelImage"
+COMPONENT = SERVICE
 PINNED = "registry.example.com/model-serving/server:1.2.3"
 
 
-def _image(image: ImageConfig, password: str | None = None) -> Components[ModelImage]:
-    return run_components(lambda: ModelImage("m", ModelImageArgs(image=image, registry_password=password)))
+def _image(image: ImageConfig, password: str | None = None) -> Components[ModelService]:
+    """A ModelService named ``m`` (the render stack's model) running ``image``."""
+    m = dataclasses.replace(model("render"), name="m", image=image)
+    return run_model_service(m, "render", registry_password=password)
 
 
 def test_a_prebuilt_reference_is_the_image_ref_and_builds_nothing() -> None:
     run = _image(ImageConfig(ref=PINNED))
     assert resolve(run.built.image_ref) == PINNED
-    assert [r.type for r in run.resources] == [COMPONENT]
-    assert run.component_outputs[run.one(COMPONENT, "m").urn] == {"image_ref": PINNED}
+    assert not [r for r in run.resources if r.type == IMAGE]
+    assert run.component_outputs[run.one(COMPONENT, "m").urn]["image_ref"] == PINNED
 
 
 def test_a_digest_pinned_reference_is_kept_whole() -> None:
@@ -47,17 +51,17 @@ PUSHED = ImageBuildConfig(
 
 
 @pytest.fixture(scope="module")
-def pushed() -> Components[ModelImage]:
+def pushed() -> Components[ModelService]:
     return _image(ImageConfig(build=PUSHED), password="hunter2-registry")
 
 
-def test_a_build_registers_one_docker_image_under_the_component(pushed: Components[ModelImage]) -> None:
+def test_a_build_registers_one_docker_image_under_the_component(pushed: Components[ModelService]) -> None:
     image = pushed.one(IMAGE, "m")
     assert image.parent == pushed.one(COMPONENT, "m").urn
     assert image.custom
 
 
-def test_the_build_carries_context_dockerfile_args_platform_and_cache(pushed: Components[ModelImage]) -> None:
+def test_the_build_carries_context_dockerfile_args_platform_and_cache(pushed: Components[ModelService]) -> None:
     inputs = pushed.one(IMAGE, "m").inputs
     assert inputs["imageName"] == PINNED
     assert inputs["build"]["context"] == "app"
@@ -67,7 +71,7 @@ def test_the_build_carries_context_dockerfile_args_platform_and_cache(pushed: Co
     assert inputs["build"]["cacheFrom"] == {"images": ["registry.example.com/model-serving/server:cache"]}
 
 
-def test_a_push_logs_in_to_the_registry_with_a_secret_password(pushed: Components[ModelImage]) -> None:
+def test_a_push_logs_in_to_the_registry_with_a_secret_password(pushed: Components[ModelService]) -> None:
     image = pushed.one(IMAGE, "m")
     assert image.inputs["registry"] == {
         "server": "registry.example.com",
@@ -79,7 +83,7 @@ def test_a_push_logs_in_to_the_registry_with_a_secret_password(pushed: Component
     assert image.inputs["skipPush"] is False
 
 
-def test_a_pushed_image_ref_is_the_repo_digest(pushed: Components[ModelImage]) -> None:
+def test_a_pushed_image_ref_is_the_repo_digest(pushed: Components[ModelService]) -> None:
     ref = resolve(pushed.built.image_ref)
     # The mock registry reports <repository>@sha256:abab…; the tag is replaced by the digest.
     assert ref == f"registry.example.com/model-serving/server@sha256:{'ab' * 32}"

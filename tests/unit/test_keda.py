@@ -1,4 +1,4 @@
-"""Autoscaler with driver keda: a KEDA ScaledObject instead of an HPA, scaling on queue depth, and to zero only with a
+"""Autoscaling with driver keda: a KEDA ScaledObject instead of an HPA, scaling on queue depth, and to zero only with a
 signal that can wake the model."""
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from components import plans, specs
-from components.autoscaler import Autoscaler, AutoscalerArgs
+from components import specs
 from components.config import GATEWAYS, ModelConfig, MonitoringConfig, StackConfig
 from tests.kube_checks import validate_object
-from tests.unit.mocking import model, run_components, typed
+from tests.unit.mocking import SERVICE, model, run_model_service, typed
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 PROD = typed("prod")
@@ -34,12 +33,12 @@ def _scaled(edits: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def test_a_keda_model_gets_a_scaled_object_and_no_hpa() -> None:
     assert specs.autoscaler(LLAMA) is None
-    [step] = plans.autoscaler(LLAMA, PROD.monitoring)
+    [step] = specs.scaling.plan(LLAMA, PROD.monitoring)
     assert step.obj["kind"] == "ScaledObject" and step.name == "scaled-object"
     # The HPA driver gets no ScaledObject: never both, KEDA makes an HPA of its own.
     hpa_model = model("prod", "llama-3-1-8b", {"models[0].autoscaling.driver": "hpa"})
     assert specs.scaled_object(hpa_model, PROD.monitoring) is None
-    assert [s.obj["kind"] for s in plans.autoscaler(hpa_model, PROD.monitoring)] == ["HorizontalPodAutoscaler"]
+    assert [s.obj["kind"] for s in specs.scaling.plan(hpa_model, PROD.monitoring)] == ["HorizontalPodAutoscaler"]
 
 
 def test_the_deployment_leaves_its_replica_count_to_keda() -> None:
@@ -128,11 +127,12 @@ def test_without_a_prometheus_url_the_builder_refuses() -> None:
 
 
 def test_the_component_registers_the_scaled_object_as_its_only_child() -> None:
-    run = run_components(lambda: Autoscaler(LLAMA.name, AutoscalerArgs(model=LLAMA, monitoring=PROD.monitoring)))
+    run = run_model_service(LLAMA, monitoring=PROD.monitoring)
     scaled = run.one(SCALED_OBJECT, LLAMA.name)
-    assert scaled.parent == run.one("model-serving:index:Autoscaler", LLAMA.name).urn
+    assert scaled.parent == run.one(SERVICE, LLAMA.name).urn
     assert scaled.inputs["spec"] == _scaled()["spec"]
-    assert len(run.resources) == 2  # the component and its ScaledObject: no HPA
+    # The scaler's only object: no HPA of the stack's own (KEDA makes one).
+    assert [r.kind for r in run.resources if r.kind in ("ScaledObject", "HorizontalPodAutoscaler")] == ["ScaledObject"]
 
 
 def test_the_scaled_object_validates_as_a_kubernetes_object() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components import plans, specs
+from components import specs
 from components.config import ENGINES, EXPORTERS, GATEWAYS, ModelConfig, MonitoringConfig
 from components.config.engines import (
     DCGM,
@@ -19,10 +19,9 @@ from components.config.engines import (
     SCRAPE_METRICS,
     SERVER,
 )
-from components.monitoring import ModelMonitoring, ModelMonitoringArgs
 from tests.harness import ROOT, STACKS, run_stack
 from tests.kube_checks import promql_queries, validate_object
-from tests.unit.mocking import model, run_components, typed
+from tests.unit.mocking import SERVICE, model, run_model_service, typed
 
 sys.path.insert(0, str(ROOT / "app"))  # the image runs the server's package from there too
 from model_server.metrics import Metrics
@@ -41,16 +40,17 @@ def _ids(m: ModelConfig) -> str:
 
 
 def _model_objects(m: ModelConfig) -> dict[str, dict[str, Any]]:
-    return {step.name: step.obj for step in plans.model_monitoring(m, MONITORING)}
+    return {step.name: step.obj for step in specs.monitoring.plan(m, MONITORING)}
 
 
 def test_nothing_without_monitoring() -> None:
     off = MonitoringConfig()
-    assert plans.model_monitoring(LLAMA, off) == []
+    assert specs.monitoring.plan(LLAMA, off) == []
     assert specs.service_monitor(LLAMA, off) is specs.prometheus_rule(LLAMA, off) is None
     assert specs.dashboard_config_map(LLAMA, off) is None
-    with pytest.raises(ValueError, match="not enabled"):
-        run_components(lambda: ModelMonitoring(LLAMA.name, ModelMonitoringArgs(model=LLAMA, monitoring=off)))
+    render = model("render")  # no KEDA, so no Prometheus needed
+    kinds = {r.kind for r in run_model_service(render, "render", monitoring=off).resources}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
 
 
 @pytest.mark.parametrize("m", MODELS, ids=_ids)
@@ -165,9 +165,10 @@ def test_llamacpp_monitoring_reads_what_llama_server_exports() -> None:
 
 
 def test_the_component_registers_the_three_objects_as_its_children() -> None:
-    run = run_components(lambda: ModelMonitoring(LLAMA.name, ModelMonitoringArgs(model=LLAMA, monitoring=MONITORING)))
-    component = run.one("model-serving:index:ModelMonitoring", LLAMA.name)
-    children = sorted((r.kind, r.name) for r in run.resources if r.parent == component.urn)
+    run = run_model_service(LLAMA, monitoring=MONITORING)
+    component = run.one(SERVICE, LLAMA.name)
+    monitoring = ("ConfigMap", "PrometheusRule", "ServiceMonitor")
+    children = sorted((r.kind, r.name) for r in run.resources if r.parent == component.urn and r.kind in monitoring)
     assert children == [
         ("ConfigMap", f"{LLAMA.name}-dashboard"),
         ("PrometheusRule", LLAMA.name),
@@ -208,7 +209,7 @@ def test_gateways_wake_on_metrics_of_listed_exporters() -> None:
 
 def _dcgm(edits: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     stack = typed("prod", edits)
-    steps = plans.gpu_node_pool(stack.gpu_pool, stack.monitoring)
+    steps = specs.gpu_pool.plan(stack.gpu_pool, stack.monitoring)
     return {s.name: s.obj for s in steps if s.name.startswith("dcgm")}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components import plans, specs, traffic
+from components import specs
 from components.capacity import GpuBudgetError, GpuCapacity
 from components.config import ConfigError, GatewayConfig, ModelConfig, MonitoringConfig
 from tests.harness import Run, run_stack
@@ -101,7 +101,7 @@ def test_the_canary_track_runs_the_canary_and_shares_the_model() -> None:
 
 
 def test_a_path_route_strips_its_prefix_and_sends_everything_to_the_service() -> None:
-    route = traffic.http_route(EMBEDDINGS, GATEWAY)
+    route = specs.http_route(EMBEDDINGS, GATEWAY)
     assert route["metadata"] == {
         "name": "embeddings",
         "namespace": "e2e-embeddings",
@@ -122,20 +122,20 @@ def test_a_path_route_strips_its_prefix_and_sends_everything_to_the_service() ->
 
 def test_a_header_route_matches_the_model_id() -> None:
     m = _embeddings(routing={"mode": "gateway", "match": "header"})
-    (rule,) = traffic.http_route(m, GATEWAY)["spec"]["rules"]
+    (rule,) = specs.http_route(m, GATEWAY)["spec"]["rules"]
     assert rule["matches"] == [{"headers": [{"type": "Exact", "name": "X-Gateway-Model-Name", "value": m.model_id}]}]
     assert "filters" not in rule
 
 
 def test_a_canary_splits_the_route_by_weight() -> None:
     m = _embeddings(canary={"weight": 25, "image": EMBEDDINGS.image.ref.replace("1.0.0", "1.1.0")})  # type: ignore[union-attr]
-    refs = traffic.http_route(m, GATEWAY)["spec"]["rules"][0]["backendRefs"]
+    refs = specs.http_route(m, GATEWAY)["spec"]["rules"][0]["backendRefs"]
     assert [(r["name"], r["weight"]) for r in refs] == [("embeddings", 75), ("embeddings-canary", 25)]
     assert sum(r["weight"] for r in refs) == 100
 
 
 def test_an_inference_pool_route_points_at_the_pools() -> None:
-    refs = traffic.http_route(LLAMA, GATEWAY)["spec"]["rules"][0]["backendRefs"]
+    refs = specs.http_route(LLAMA, GATEWAY)["spec"]["rules"][0]["backendRefs"]
     assert refs == [
         {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama", "weight": 90},
         {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama-canary", "weight": 10},
@@ -144,7 +144,7 @@ def test_an_inference_pool_route_points_at_the_pools() -> None:
 
 @pytest.mark.parametrize("track", [LLAMA, LLAMA.canary_track()], ids=["stable", "canary"])
 def test_each_pool_selects_exactly_its_tracks_pods_on_the_serving_port(track: ModelConfig) -> None:
-    pool = traffic.inference_pool(track)
+    pool = specs.inference_pool(track)
     deployment = specs.deployment(track, "img@sha256:" + "0" * 64, specs.gpu_scheduling(typed("e2e").gpu_pool))
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = pool["spec"]["selector"]["matchLabels"]
@@ -155,7 +155,7 @@ def test_each_pool_selects_exactly_its_tracks_pods_on_the_serving_port(track: Mo
         "group": "",
         "kind": "Service",
         "name": f"{track.instance}-epp",
-        "port": {"number": traffic.PICKER_GRPC_PORT},
+        "port": {"number": specs.PICKER_GRPC_PORT},
         "failureMode": "FailClose",
     }
 
@@ -176,7 +176,7 @@ def test_the_canary_and_stable_deployments_select_disjoint_pods() -> None:
 
 
 def _picker_config(track: ModelConfig) -> dict[str, Any]:
-    (arg,) = [a for a in traffic.picker_args(track) if a.startswith("--config-text=")]
+    (arg,) = [a for a in specs.picker_args(track) if a.startswith("--config-text=")]
     return dict(json.loads(arg.partition("=")[2]))
 
 
@@ -211,7 +211,7 @@ def test_the_picker_is_told_the_servers_metric_names_and_zero_weights_drop_a_sco
 
 
 def test_the_picker_runs_locked_down_with_only_the_rights_it_reads_with() -> None:
-    objects = traffic.picker_objects(LLAMA, GATEWAY, OFF)
+    objects = specs.picker_objects(LLAMA, GATEWAY, OFF)
     pod = objects["deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == LLAMA.routing.picker.image
@@ -224,28 +224,28 @@ def test_the_picker_runs_locked_down_with_only_the_rights_it_reads_with() -> Non
         {"kind": "ServiceAccount", "name": "llama-epp", "namespace": LLAMA.namespace}
     ]
     ingress = objects["network-policy"]["spec"]["ingress"]
-    assert ingress == [{"from": [specs._from_namespace("e2e-gateway")], "ports": [{"protocol": "TCP", "port": 9002}]}]
+    assert ingress == [{"from": [specs.from_namespace("e2e-gateway")], "ports": [{"protocol": "TCP", "port": 9002}]}]
 
 
 def test_several_pickers_elect_a_leader() -> None:
     m = model("e2e", "llama", {"models[0].routing.picker.replicas": 2})
-    assert "--ha-enable-leader-election" in traffic.picker_args(m)
-    assert any("leases" in r["resources"] for r in traffic.picker_role(m)["rules"])
+    assert "--ha-enable-leader-election" in specs.picker_args(m)
+    assert any("leases" in r["resources"] for r in specs.picker_role(m)["rules"])
 
 
 def test_a_routed_models_network_policy_admits_the_gateway_and_pickers_by_selector() -> None:
     (rule,) = specs.network_policy(LLAMA, OFF, GATEWAY)["spec"]["ingress"]
     assert rule["from"] == [
-        specs._from_namespace("e2e-gateway"),
+        specs.from_namespace("e2e-gateway"),
         {"podSelector": {"matchLabels": specs.PICKER_SELECTOR}},
     ]
     proxied = GatewayConfig(name="g", namespace="g", proxy_namespace="envoy-gateway-system")
     (rule,) = specs.network_policy(EMBEDDINGS, OFF, proxied)["spec"]["ingress"]
-    assert rule["from"] == [specs._from_namespace("envoy-gateway-system")]
+    assert rule["from"] == [specs.from_namespace("envoy-gateway-system")]
 
 
 def test_the_created_gateway_admits_routes_from_the_routed_models_namespaces_only() -> None:
-    gateway = traffic.gateway(GATEWAY, ["e2e-llama", "e2e-embeddings"])
+    gateway = specs.gateway(GATEWAY, ["e2e-llama", "e2e-embeddings"])
     (listener,) = gateway["spec"]["listeners"]
     expression = listener["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"][0]
     assert expression["values"] == ["e2e-embeddings", "e2e-llama"]
@@ -254,9 +254,9 @@ def test_the_created_gateway_admits_routes_from_the_routed_models_namespaces_onl
 
 def test_removing_the_canary_leaves_one_backend_and_no_canary_objects() -> None:
     m = model("e2e", "llama", {"models[0].canary": None})
-    steps = [s.name for s in plans.model_routing(m, GATEWAY, OFF)]
+    steps = [s.name for s in specs.routing.plan(m, GATEWAY, OFF)]
     assert not any(name.startswith("canary-") for name in steps)
-    refs = traffic.http_route(m, GATEWAY)["spec"]["rules"][0]["backendRefs"]
+    refs = specs.http_route(m, GATEWAY)["spec"]["rules"][0]["backendRefs"]
     assert [(r["name"], r["weight"]) for r in refs] == [("llama", 100)]
 
 

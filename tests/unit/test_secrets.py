@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 
 from components import specs
-from components.deployment import ModelDeployment, ModelDeploymentArgs
-from components.image import ModelImage, ModelImageArgs
 from components.model_service import ModelService, ModelServiceArgs
 from tests.harness import Registered, Run, run_stack
-from tests.unit.mocking import is_secret, model, resolve, run_components, stack_values, typed
+from tests.unit.mocking import is_secret, model, resolve, run_components, run_model_service, stack_values, typed
 
 TOKEN = "hf_SENTINEL_token_4f1d9c"
 PASSWORD = "SENTINEL-registry-password-77e2"
@@ -109,24 +107,18 @@ def test_another_model_with_a_hub_token_gets_its_own_secret() -> None:
 
 def test_the_hub_token_secret_output_is_secret_even_from_a_plain_input() -> None:
     m = model("prod", "llama-3-1-8b")
-    scheduling = specs.gpu_scheduling(typed("prod").gpu_pool)
-    args = ModelDeploymentArgs(model=m, image_ref="img:1", scheduling=scheduling, hub_token=TOKEN)
-    run = run_components(lambda: ModelDeployment(m.name, args))
-    secret = run.built.hub_token_secret
-    assert secret is not None
-    string_data = secret.string_data  # type: ignore[attr-defined]
-    assert is_secret(string_data)
-    assert resolve(string_data) == {"token": TOKEN}
-    assert run.one(SECRET, f"{m.name}-hub-token").secret_paths == ["stringData"]
+    run = run_model_service(m, hub_token=TOKEN)
+    secret = run.one(SECRET, f"{m.name}-hub-token")
+    assert secret.secret_paths == ["stringData"]
+    assert secret.inputs["stringData"] == {"token": TOKEN}
     # The Deployment only names the Secret; its own spec is not tainted by the token.
-    deployment = run.built.deployment
-    assert not is_secret(deployment.spec)  # type: ignore[attr-defined]
-    assert TOKEN not in json.dumps(resolve(deployment.spec), default=str)  # type: ignore[attr-defined]
+    deployment = run.one("kubernetes:apps/v1:Deployment", m.name)
+    assert deployment.secret_paths == []
+    assert TOKEN not in json.dumps(deployment.inputs, default=str)
 
 
 def test_the_registry_password_is_secret_even_from_a_plain_input() -> None:
-    build = model("prod", "embeddings").image
-    run = run_components(lambda: ModelImage("embeddings", ModelImageArgs(image=build, registry_password=PASSWORD)))
+    run = run_model_service(model("prod", "embeddings"), registry_password=PASSWORD)
     image = run.one(IMAGE, "embeddings")
     assert image.secret_paths == ["registry.password"]
     assert not is_secret(run.built.image_ref)

@@ -1,4 +1,4 @@
-"""LoadBalancedService: the Service, the NetworkPolicy admitting only the serving port, and the endpoint."""
+"""A model's Service, the NetworkPolicy admitting only the serving port, and the endpoint."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pulumi.runtime.mocks import MockResourceArgs
 
 from components import specs
 from components.config import ModelConfig, MonitoringConfig
-from components.service import LoadBalancedService, LoadBalancedServiceArgs, _endpoint
+from components.kube import _endpoint
+from components.model_service import ModelService
 from tests.kube_checks import validate_object
-from tests.unit.mocking import Components, model, resolve, run_components, typed
+from tests.unit.mocking import SERVICE, Components, model, resolve, run_model_service, typed
 
-COMPONENT = "model-serving:index:LoadBalancedService"
 INTERNAL = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
 
 LLAMA = model("prod", "llama-3-1-8b")
@@ -198,17 +198,15 @@ def _provider_status(status: dict[str, Any]) -> Any:
     return outputs
 
 
-def _component(m: ModelConfig, status: dict[str, Any]) -> Components[LoadBalancedService]:
-    return run_components(
-        lambda: LoadBalancedService(m.name, LoadBalancedServiceArgs(model=m)), outputs=_provider_status(status)
-    )
+def _component(m: ModelConfig, status: dict[str, Any]) -> Components[ModelService]:
+    return run_model_service(m, "prod" if m is LLAMA else "render", outputs=_provider_status(status))
 
 
 def test_the_component_reports_the_load_balancer_hostname() -> None:
     run = _component(LLAMA, {"loadBalancer": {"ingress": [{"hostname": "internal-lb.elb.amazonaws.com"}]}})
     assert resolve(run.built.endpoint) == "http://internal-lb.elb.amazonaws.com:80"
-    component = run.one(COMPONENT, LLAMA.name)
-    assert run.component_outputs[component.urn] == {"endpoint": "http://internal-lb.elb.amazonaws.com:80"}
+    component = run.one(SERVICE, LLAMA.name)
+    assert run.component_outputs[component.urn]["endpoint"] == "http://internal-lb.elb.amazonaws.com:80"
 
 
 def test_the_component_falls_back_to_the_cluster_ip() -> None:
@@ -218,9 +216,11 @@ def test_the_component_falls_back_to_the_cluster_ip() -> None:
 
 def test_the_component_registers_service_and_policy_as_children() -> None:
     run = _component(LLAMA, {})
-    component = run.one(COMPONENT, LLAMA.name)
-    children = sorted(r.kind for r in run.resources if r.parent == component.urn)
+    component = run.one(SERVICE, LLAMA.name)
+    children = sorted(
+        r.kind for r in run.resources if r.parent == component.urn and r.kind in ("NetworkPolicy", "Service")
+    )
     assert children == ["NetworkPolicy", "Service"]
     assert run.one("kubernetes:core/v1:Service", LLAMA.name).inputs["spec"] == specs.service(LLAMA)["spec"]
     policy = run.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", LLAMA.name)
-    assert policy.inputs["spec"] == specs.network_policy(LLAMA, OFF)["spec"]
+    assert policy.inputs["spec"] == specs.network_policy(LLAMA, typed("prod").monitoring)["spec"]

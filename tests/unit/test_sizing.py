@@ -27,7 +27,7 @@ from components.sizing import (
     valid_tensor_parallel_sizes,
 )
 
-SIZING_PY = Path(__file__).resolve().parents[2] / "components" / "sizing.py"
+REPO = Path(__file__).resolve().parents[2]
 
 # Published architectures. Layer and head counts are from each model's
 # config.json on the Hugging Face hub (num_hidden_layers, num_attention_heads,
@@ -538,13 +538,14 @@ def test_cli_missing_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_runs_as_a_script() -> None:
-    # `python -m components.sizing` also imports the components package (and
-    # Pulumi, slowly); -I runs the file alone, as only the standard library.
+    # `python -m components.sizing`, as the docs run it, from the repository root
+    # (the components package loads its names lazily: no Pulumi SDK at start).
     completed = subprocess.run(
-        [sys.executable, "-I", str(SIZING_PY), *LLAMA_70B_ARGS, "--gpus", "1"],
+        [sys.executable, "-m", "components.sizing", *LLAMA_70B_ARGS, "--gpus", "1"],
         capture_output=True,
         text=True,
         check=False,
+        cwd=REPO,
     )
     assert completed.returncode == 1, completed.stderr
     assert "Reason: Does not fit on gpus=1" in completed.stdout

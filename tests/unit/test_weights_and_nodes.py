@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components import plans, specs
+from components import specs
 from components.config import ConfigError, ModelConfig
 from tests.unit.mocking import model, typed
 
@@ -67,7 +67,7 @@ def test_the_job_downloads_exactly_the_revision_with_the_token_as_a_file() -> No
 
 
 def test_the_rollout_waits_for_the_job_and_the_pods_read_the_cache_offline() -> None:
-    steps = {s.name: s for s in plans.model_deployment(LLAMA, "img", SCHEDULING, "token", "canary-img")}
+    steps = {s.name: s for s in specs.workloads.plan(LLAMA, "img", SCHEDULING, "token", "canary-img")}
     assert "prestage" in steps["deployment"].after and "prestage" in steps["canary-deployment"].after
     assert steps["prestage"].after == ("service-account", "hub-token", "cache-claim")
     for name in ("deployment", "canary-deployment"):

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 from pulumi_policy import ResourceValidationPolicy, Severity
 
-from .. import k8s
+from .. import k8s, kinds
 from ..framework import ResourceContext, resource_policy
 from ..settings import string_list_schema
 
-NAMESPACED_KINDS = [
-    "Pod",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-    "CronJob",
-    "Service",
-    "HorizontalPodAutoscaler",
-    "ScaledObject",
-    "ServiceMonitor",
-    "PodMonitor",
-    "PrometheusRule",
-    "PodDisruptionBudget",
-    "NetworkPolicy",
-    "Ingress",
-    "ServiceAccount",
-    "ConfigMap",
-    "Secret",
-    "Role",
-    "RoleBinding",
-]
+# Namespaced kinds a stack may hold besides those the program emits (the generated ``kinds.NAMESPACED_KINDS``).
+OTHER_KINDS = ["Pod", "StatefulSet", "ReplicaSet", "CronJob", "PodMonitor", "Ingress"]
+
+NAMESPACED_KINDS = [*kinds.NAMESPACED_KINDS, *(k for k in OTHER_KINDS if k not in kinds.NAMESPACED_KINDS)]
 
 
 def _check_namespace(ctx: ResourceContext) -> None:

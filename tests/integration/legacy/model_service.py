@@ -1,7 +1,9 @@
-"""ModelService as it was until it registered its objects itself: one child component per part of the model.
+"""ModelService as it was until 0.1: one child component per part of the model, each registering that part's objects
+as its own children.
 
-tests/integration/test_upgrade.py makes a stack with it, then previews the current program on that state. It composes
-the standalone components, which stay for reuse.
+tests/integration/test_upgrade.py makes a stack with it, then previews the current program on that state. The six
+components it nested are gone from the library; :class:`_Part` stands in for each of them here, with its type token
+(``components.aliases.FORMER_PARENTS``) and the same objects (the concerns' plans), so the state has the old URNs.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components import specs
-from components.autoscaler import Autoscaler, AutoscalerArgs
+from components.aliases import FORMER_PARENTS
+from components.capacity import reserve
 from components.config import GatewayConfig, ModelConfig, MonitoringConfig
-from components.deployment import ModelDeployment, ModelDeploymentArgs, reserve_gpus
-from components.image import ModelImage, ModelImageArgs
-from components.kube import child_options, register
-from components.monitoring import ModelMonitoring, ModelMonitoringArgs
-from components.routing import ModelRouting, ModelRoutingArgs
-from components.service import LoadBalancedService, LoadBalancedServiceArgs
+from components.image import register_image
+from components.kube import child_options, register, register_steps, service_endpoint
+from components.specs import monitoring as monitoring_plan
+from components.specs import network, routing, scaling, workloads
 
 
 @dataclass
@@ -27,69 +28,69 @@ class ModelServiceArgs:
     scheduling: specs.GpuScheduling
     hub_token: pulumi.Input[str] | None = None
     registry_password: pulumi.Input[str] | None = None
-    # The stack's monitoring block: ServiceMonitor, alerts and dashboard when enabled; KEDA's Prometheus.
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
-    # The stack's Gateway, which a model with routing.mode gateway or inference-pool attaches its HTTPRoute to.
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
+class _Part(pulumi.ComponentResource):
+    """One of the former components: registers ``steps`` (or the image) as its children."""
+
+    def __init__(
+        self,
+        part: str,
+        name: str,
+        steps: list[specs.Step],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        super().__init__(FORMER_PARENTS[part], name, None, opts)
+        self.objects = register_steps(steps, lambda after: child_options(self, opts, depends_on=after))
+        self.register_outputs({})
+
+
+class _Image(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__(FORMER_PARENTS["image"], name, None, opts)
+        self.image_ref = register_image(name, args.model.image, args.registry_password, child_options(self, opts))
+        self.register_outputs({"image_ref": self.image_ref})
+
+
 class ModelService(pulumi.ComponentResource):
-    """Namespace, ModelImage, ModelDeployment, LoadBalancedService, (with autoscaling) Autoscaler, (routed through
-    a gateway) ModelRouting and (with monitoring enabled) ModelMonitoring.
-
-    ``scheduling`` from a ``GpuNodePool`` carries the pool's GPU ledger: the model reserves its peak GPUs from it
-    before registering anything, so several ModelServices on one pool never exceed its ``gpuBudget``.
-
-    Outputs: ``endpoint``, ``image_ref``, ``namespace``.
-    """
+    """Namespace, then the image, workload, network, routing, autoscaler and monitoring parts, each a component."""
 
     endpoint: pulumi.Output[str]
     image_ref: pulumi.Output[str]
     namespace: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        # First of all: a model the pool has no GPUs left for registers nothing.
-        scheduling = reserve_gpus(args.model, args.scheduling)
+        scheduling = reserve(args.model, args.scheduling)
         super().__init__("model-serving:index:ModelService", name, None, opts)
-        model = args.model
+        model, monitoring = args.model, args.monitoring
         ns = register(specs.namespace(model.namespace), child_options(self, opts))
         in_ns = child_options(self, opts, depends_on=[ns])
-        image = ModelImage(
-            name,
-            ModelImageArgs(image=model.image, registry_password=args.registry_password),
-            child_options(self, opts),
+        image = _Image(name, args, child_options(self, opts))
+        hub_token = pulumi.Output.secret(args.hub_token) if args.hub_token is not None else None
+        canary_image = model.canary.image if model.canary is not None else None
+        deployment = _Part(
+            "deployment", name, workloads.plan(model, image.image_ref, scheduling, hub_token, canary_image), in_ns
         )
-        deployment = ModelDeployment(
-            name,
-            ModelDeploymentArgs(
-                model=model,
-                image_ref=image.image_ref,
-                scheduling=scheduling,
-                hub_token=args.hub_token,
-                canary_image_ref=model.canary.image if model.canary is not None else None,
-            ),
-            in_ns,
-        )
-        monitoring = args.monitoring
-        service = LoadBalancedService(
-            name, LoadBalancedServiceArgs(model=model, monitoring=monitoring, gateway=args.gateway), in_ns
-        )
+        service = _Part("service", name, network.plan(model, monitoring, args.gateway), in_ns)
         if model.routing.mode != "service":
-            # After the rollouts: a promotion moves requests once the pods that take them are ready.
-            ModelRouting(
+            _Part(
+                "routing",
                 name,
-                ModelRoutingArgs(model=model, gateway=args.gateway, monitoring=monitoring),
+                routing.plan(model, args.gateway, monitoring),
                 child_options(self, opts, depends_on=[ns, deployment, service]),
             )
         if model.autoscaling is not None:
-            Autoscaler(
+            _Part(
+                "autoscaler",
                 name,
-                AutoscalerArgs(model=model, monitoring=monitoring),
+                scaling.plan(model, monitoring),
                 child_options(self, opts, depends_on=[ns, deployment]),
             )
         if monitoring.enabled:
-            ModelMonitoring(name, ModelMonitoringArgs(model=model, monitoring=monitoring), in_ns)
-        self.endpoint = service.endpoint
+            _Part("monitoring", name, monitoring_plan.plan(model, monitoring), in_ns)
+        self.endpoint = service_endpoint(service.objects["service"], model.service.port)
         self.image_ref = image.image_ref
         self.namespace = pulumi.Output.from_input(model.namespace)
         self.register_outputs({"endpoint": self.endpoint, "image_ref": self.image_ref, "namespace": self.namespace})

@@ -1,35 +1,44 @@
-"""Pure builders of the objects that route requests to a model through a Gateway (``routing.mode`` gateway or
-inference-pool): the Gateway the stack may create, each model's HTTPRoute, and in mode inference-pool the
-InferencePool of each track (stable, canary) with its endpoint picker (Deployment, Service, RBAC, config,
-NetworkPolicy). The model's own objects (Deployments, Services, NetworkPolicy) are :mod:`components.specs`'.
-"""
+"""An InferencePool's endpoint picker, one per track: its Deployment, Service, RBAC, config and NetworkPolicy."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 from components.config import GatewayConfig, ModelConfig, MonitoringConfig
-from components.config.schema import MODEL_HEADER
-from components.specs import (
-    DNS_EGRESS,
-    PART_OF,
+from components.specs import wire
+from components.specs.base import (
+    OBJECTIVE_GROUP,
     PICKER_SELECTOR,
+    POOL_GROUP,
     Obj,
-    _from_namespace,
-    _meta,
-    _network_policy,
     container_security_context,
-    model_labels,
+    meta,
     model_selector,
-    selector_labels,
-    service_wait_for,
 )
+from components.specs.network import DNS_EGRESS, from_namespace, isolation_policy, service_wait_for
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
-POOL_GROUP = "inference.networking.k8s.io"
-OBJECTIVE_GROUP = "inference.networking.x-k8s.io"
-POOL_KIND = "InferencePool"
+# What ``components.specs`` re-exports (each concern's ``plan`` is reached through its module).
+__all__ = [
+    "PICKER_BUILTIN_ENGINE",
+    "PICKER_GRPC_PORT",
+    "PICKER_HEALTH_PORT",
+    "PICKER_METRICS_PORT",
+    "PICKER_UID",
+    "SCORERS",
+    "picker_args",
+    "picker_config",
+    "picker_deployment",
+    "picker_labels",
+    "picker_name",
+    "picker_network_policy",
+    "picker_objects",
+    "picker_role",
+    "picker_role_binding",
+    "picker_service",
+    "picker_service_account",
+]
 
 # The endpoint picker's ports: the gateway's ext-proc calls, its gRPC health service, its Prometheus metrics.
 PICKER_GRPC_PORT = 9002
@@ -42,103 +51,6 @@ PICKER_UID = 65532  # the picker image's distroless nonroot user
 SCORERS = {"queue": "queue-scorer", "kv_cache": "kv-cache-utilization-scorer", "prefix_cache": "prefix-cache-scorer"}
 
 
-# ---------------------------------------------------------------------------------------------
-# Gateway and HTTPRoute
-# ---------------------------------------------------------------------------------------------
-
-
-def gateway(config: GatewayConfig, namespaces: Sequence[str]) -> Obj:
-    """The Gateway the stack creates (``gateway.gatewayClassName`` set): one HTTP listener admitting HTTPRoutes
-    from ``namespaces`` (the routed models') only."""
-    if config.gateway_class_name is None:
-        raise ValueError("gateway.gatewayClassName is not set: the Gateway exists already")
-    return {
-        "apiVersion": f"{GATEWAY_GROUP}/v1",
-        "kind": "Gateway",
-        "metadata": _meta(config.name, config.namespace, _labels("gateway")),
-        "spec": {
-            "gatewayClassName": config.gateway_class_name,
-            "listeners": [
-                {
-                    "name": "http",
-                    "protocol": "HTTP",
-                    "port": config.port,
-                    "allowedRoutes": {
-                        "namespaces": {
-                            "from": "Selector",
-                            "selector": {
-                                "matchExpressions": [
-                                    {
-                                        "key": "kubernetes.io/metadata.name",
-                                        "operator": "In",
-                                        "values": sorted(set(namespaces)),
-                                    }
-                                ]
-                            },
-                        },
-                        "kinds": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}],
-                    },
-                }
-            ],
-        },
-    }
-
-
-def _labels(component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": "pulumi",
-    }
-
-
-def split(model: ModelConfig) -> list[tuple[ModelConfig, int]]:
-    """The model's tracks and the share of requests (%) each takes: the stable one, and its canary's."""
-    if model.canary is None:
-        return [(model, 100)]
-    weight = model.canary.weight
-    return [(model, 100 - weight), (model.canary_track(), weight)]
-
-
-def _backend(track: ModelConfig, weight: int) -> Obj:
-    if track.routing.mode == "inference-pool":
-        return {"group": POOL_GROUP, "kind": POOL_KIND, "name": track.instance, "weight": weight}
-    return {"group": "", "kind": "Service", "name": track.instance, "port": track.service.port, "weight": weight}
-
-
-def http_route(model: ModelConfig, config: GatewayConfig) -> Obj:
-    """The model's HTTPRoute on the Gateway: a path prefix (stripped) or the model-name header, to its Service
-    (mode gateway) or InferencePool (mode inference-pool), split by weight with a canary."""
-    routing = model.routing
-    rule: Obj
-    if routing.match == "path":
-        rule = {
-            "matches": [{"path": {"type": "PathPrefix", "value": routing.path}}],
-            # The server answers under /v1/...: the route's prefix is the gateway's, not the server's.
-            "filters": [
-                {
-                    "type": "URLRewrite",
-                    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
-                }
-            ],
-        }
-    else:
-        rule = {"matches": [{"headers": [{"type": "Exact", "name": MODEL_HEADER, "value": model.model_id}]}]}
-    rule["backendRefs"] = [_backend(track, weight) for track, weight in split(model)]
-    parent = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": config.name, "namespace": config.namespace}
-    return {
-        "apiVersion": f"{GATEWAY_GROUP}/v1",
-        "kind": "HTTPRoute",
-        "metadata": _meta(model.name, model.namespace, model_labels(model)),
-        "spec": {"parentRefs": [parent], "rules": [rule]},
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# InferencePool and its endpoint picker (one of each per track)
-# ---------------------------------------------------------------------------------------------
-
-
 def picker_name(track: ModelConfig) -> str:
     return f"{track.instance}-epp"
 
@@ -149,27 +61,6 @@ def picker_labels(track: ModelConfig) -> dict[str, str]:
 
 def _picker_selector(track: ModelConfig) -> dict[str, str]:
     return {"app.kubernetes.io/name": picker_name(track)}
-
-
-def inference_pool(track: ModelConfig) -> Obj:
-    """The track's pods on their serving port, and the picker that chooses among them."""
-    picker = track.routing.picker
-    return {
-        "apiVersion": f"{POOL_GROUP}/v1",
-        "kind": POOL_KIND,
-        "metadata": _meta(track.instance, track.namespace, model_labels(track)),
-        "spec": {
-            "selector": {"matchLabels": selector_labels(track)},
-            "targetPorts": [{"number": track.port}],
-            "endpointPickerRef": {
-                "group": "",
-                "kind": "Service",
-                "name": picker_name(track),
-                "port": {"number": PICKER_GRPC_PORT},
-                "failureMode": picker.failure_mode,
-            },
-        },
-    }
 
 
 def picker_config(track: ModelConfig) -> str:
@@ -234,7 +125,7 @@ def picker_args(track: ModelConfig) -> list[str]:
     return args
 
 
-def _grpc_probe(period: int, failures: int) -> Obj:
+def _grpc_probe(period: int, failures: int) -> wire.Probe:
     return {
         "grpc": {"port": PICKER_HEALTH_PORT, "service": "inference-extension"},
         "periodSeconds": period,
@@ -242,12 +133,12 @@ def _grpc_probe(period: int, failures: int) -> Obj:
     }
 
 
-def picker_deployment(track: ModelConfig) -> Obj:
+def picker_deployment(track: ModelConfig) -> wire.Deployment:
     picker = track.routing.picker
     if picker.image is None:
         raise ValueError(f"model {track.name!r}: routing.picker.image is required with mode inference-pool")
     amounts = {"cpu": picker.cpu, "memory": picker.memory, "ephemeral-storage": "1Gi"}
-    container: Obj = {
+    container: wire.Container = {
         "name": "epp",
         "image": picker.image,
         "imagePullPolicy": "IfNotPresent",
@@ -266,7 +157,7 @@ def picker_deployment(track: ModelConfig) -> Obj:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(picker_name(track), track.namespace, labels),
+        "metadata": meta(picker_name(track), track.namespace, labels),
         "spec": {
             "replicas": picker.replicas,
             "selector": {"matchLabels": _picker_selector(track)},
@@ -291,11 +182,11 @@ def picker_deployment(track: ModelConfig) -> Obj:
     }
 
 
-def picker_service(track: ModelConfig) -> Obj:
+def picker_service(track: ModelConfig) -> wire.Service:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(
+        "metadata": meta(
             picker_name(track), track.namespace, picker_labels(track), annotations=service_wait_for("ClusterIP")
         ),
         "spec": {
@@ -309,20 +200,20 @@ def picker_service(track: ModelConfig) -> Obj:
     }
 
 
-def picker_service_account(track: ModelConfig) -> Obj:
+def picker_service_account(track: ModelConfig) -> wire.ServiceAccount:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(picker_name(track), track.namespace, picker_labels(track)),
+        "metadata": meta(picker_name(track), track.namespace, picker_labels(track)),
         "automountServiceAccountToken": False,  # the pod template opts in
     }
 
 
-def picker_role(track: ModelConfig) -> Obj:
+def picker_role(track: ModelConfig) -> wire.Role:
     """What the picker reads: its pool, the objectives naming its models, the pods it picks from; leases when
     several picker pods elect a leader."""
     read = ["get", "list", "watch"]
-    rules: list[Obj] = [
+    rules: list[wire.PolicyRule] = [
         {"apiGroups": [""], "resources": ["pods"], "verbs": read},
         {"apiGroups": [POOL_GROUP], "resources": ["inferencepools"], "verbs": read},
         {"apiGroups": [OBJECTIVE_GROUP], "resources": ["inferenceobjectives", "inferencemodelrewrites"], "verbs": read},
@@ -339,39 +230,41 @@ def picker_role(track: ModelConfig) -> Obj:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": _meta(picker_name(track), track.namespace, picker_labels(track)),
+        "metadata": meta(picker_name(track), track.namespace, picker_labels(track)),
         "rules": rules,
     }
 
 
-def picker_role_binding(track: ModelConfig) -> Obj:
+def picker_role_binding(track: ModelConfig) -> wire.RoleBinding:
     name = picker_name(track)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(name, track.namespace, picker_labels(track)),
+        "metadata": meta(name, track.namespace, picker_labels(track)),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": track.namespace}],
     }
 
 
-def picker_network_policy(track: ModelConfig, config: GatewayConfig, monitoring: MonitoringConfig) -> Obj:
+def picker_network_policy(
+    track: ModelConfig, config: GatewayConfig, monitoring: MonitoringConfig
+) -> wire.NetworkPolicy:
     """The gateway's proxies call the picker; Prometheus scrapes it. It talks to DNS, the API server and its
     model's pods (their metrics)."""
-    ingress: list[Obj] = [
+    ingress: list[wire.NetworkPolicyIngressRule] = [
         {
-            "from": [_from_namespace(config.proxy_namespace or config.namespace)],
+            "from": [from_namespace(config.proxy_namespace or config.namespace)],
             "ports": [{"protocol": "TCP", "port": PICKER_GRPC_PORT}],
         }
     ]
     if monitoring.enabled:
         ingress.append(
             {
-                "from": [_from_namespace(monitoring.namespace)],
+                "from": [from_namespace(monitoring.namespace)],
                 "ports": [{"protocol": "TCP", "port": PICKER_METRICS_PORT}],
             }
         )
-    egress: list[Obj] = [
+    egress: list[wire.NetworkPolicyEgressRule] = [
         DNS_EGRESS,
         {
             "to": [{"podSelector": {"matchLabels": model_selector(track)}}],
@@ -381,12 +274,14 @@ def picker_network_policy(track: ModelConfig, config: GatewayConfig, monitoring:
         # most control planes.
         {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
     ]
-    return _network_policy(
+    return isolation_policy(
         picker_name(track), track.namespace, picker_labels(track), _picker_selector(track), ingress, egress=egress
     )
 
 
-def picker_objects(track: ModelConfig, config: GatewayConfig, monitoring: MonitoringConfig) -> dict[str, Obj]:
+def picker_objects(
+    track: ModelConfig, config: GatewayConfig, monitoring: MonitoringConfig
+) -> dict[str, Mapping[str, Any]]:
     """A track's endpoint picker, by step name: what it needs before its Deployment, then the Deployment."""
     return {
         "service-account": picker_service_account(track),
