@@ -82,6 +82,18 @@ def _pods(kube: Kube, stack: Stack) -> list[dict[str, Any]]:
     return [p for p in kube.items("pods", _namespace(stack)) if not p["metadata"].get("deletionTimestamp")]
 
 
+def _hpa_at_rest(kube: Kube, stack: Stack) -> bool:
+    """The HPA wants, has and asks the Deployment for one replica, and the Deployment has only that one."""
+    hpa = kube.get("hpa", "minilm", "-n", _namespace(stack))
+    status = hpa.get("status", {})
+    deployment = _deployment(kube, stack)
+    return (
+        status.get("desiredReplicas") == status.get("currentReplicas") == 1
+        and deployment["spec"]["replicas"] == 1
+        and deployment.get("status", {}).get("replicas") == 1
+    )
+
+
 def _ready_since(pod: dict[str, Any]) -> datetime | None:
     for condition in pod.get("status", {}).get("conditions", []):
         if condition["type"] == "Ready" and condition["status"] == "True":
@@ -239,6 +251,10 @@ def test_startup_probe_failure_is_restarted_and_reported(deployed: Stack, kube: 
     models[0]["probes"] = {"modelLoadSeconds": 10, "periodSeconds": 5}
     models[0]["rollout"] = {**models[0].get("rollout", {}), "progressDeadlineSeconds": 30}
     project.edit_config(STACK, {"models": models})
+    # The HPA at rest first: a rescale in the same instant as the template change lets pulumi-kubernetes' awaiter
+    # take the previous revision for the rollout (docs/troubleshooting.md), and the rolling update before this test
+    # may have left it scaling in.
+    wait_until("the HPA to rest at one replica", lambda: _hpa_at_rest(kube, deployed), 300, 3)
     result = deployed.make("up", check=False)
     output = result.stdout + result.stderr
     (KUBECONFIG.parent / "logs" / "e2e-startup-failure.log").write_text(output)

@@ -2,7 +2,9 @@
 
 ``run_components(lambda: ModelService(...))`` runs the lambda as a Pulumi program under mocks and returns
 what it built, every resource it registered (recorded as in :mod:`tests.harness`), the options each
-resource was registered with, and the outputs each component registered.
+resource was registered with, and the outputs each component registered. ``run_model_service(model)`` does
+so for one model's ModelService, with its stack's pool, monitoring and gateway: each concern's objects (the
+image, workload, network, routing, scaler and monitoring) are the ModelService's children.
 
 ``typed("prod", {"models[0].replicas": 3})`` is a stack file's config with edits at key paths (the
 paths config errors name), parsed into the typed config the pure builders take.

@@ -133,4 +133,7 @@ def test_the_component_registers_the_hpa_as_its_child() -> None:
     assert hpa.inputs["spec"] == _hpa(LLAMA)["spec"]
     # It scales the workload once that exists.
     assert run.one("kubernetes:apps/v1:Deployment", LLAMA.name).urn in run.options[hpa.urn].dependencies
-    assert [r.type for r in run.resources].count(HPA) == 1
+    # The scaler's only object, as Autoscaler's only child was: one HPA and no ScaledObject.
+    assert [r.kind for r in run.resources if r.kind in ("HorizontalPodAutoscaler", "ScaledObject")] == [
+        "HorizontalPodAutoscaler"
+    ]

@@ -20,6 +20,7 @@ from components import specs
 from components.capacity import GpuBudgetError, GpuCapacity, PoolScheduling, reserve
 from components.config import GpuPoolConfig, ModelConfig, parse_stack_config
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.kube import register_steps
 from components.model_service import ModelService, ModelServiceArgs
 from tests import harness
 from tests.unit import mocking
@@ -104,14 +105,33 @@ def test_a_pool_without_a_budget_takes_any_number_of_models() -> None:
     assert _two_services(None, _model("llm", gpus=8, max_replicas=10))[0] is None
 
 
-def test_a_plan_registered_on_its_own_reserves_too() -> None:
-    """A stack that registers a concern's plan itself, without ModelService, reserves through the same ledger."""
-    scheduling = PoolScheduling.of(specs.gpu_scheduling(_pool(2)), GpuCapacity("gpu", 2))
-    bare = reserve(_model("a"), scheduling)
-    assert bare == scheduling and not isinstance(bare, PoolScheduling), "the builders get the contract alone"
-    with pytest.raises(GpuBudgetError, match="model 'b' does not fit GPU pool 'gpu'"):
-        reserve(_model("b"), scheduling)
-    assert [r.model for r in scheduling.capacity.reservations] == ["a"]
+def test_a_model_deployment_used_on_its_own_reserves_too() -> None:
+    """A stack that registers a model's workload plan itself, without ModelService, reserves from the same ledger:
+    ``components.capacity.reserve`` stops the model that does not fit before any of its objects is registered."""
+    bare: list[specs.GpuScheduling] = []
+    pools: list[GpuNodePool] = []
+
+    def build() -> None:
+        pool = GpuNodePool("gpu", GpuNodePoolArgs(pool=_pool(2)))
+        pools.append(pool)
+        for name in ("a", "b"):
+            model = _model(name)
+            scheduling = reserve(model, pool.scheduling)
+            bare.append(scheduling)
+            register_steps(
+                specs.workloads.plan(model, IMAGE, scheduling, None),
+                lambda after: pulumi.ResourceOptions(depends_on=after),
+            )
+
+    error, registered = _run(build)
+    assert isinstance(error, GpuBudgetError) and "model 'b' does not fit GPU pool 'gpu'" in str(error)
+    deployments = [r.name for r in registered if r.type == "kubernetes:apps/v1:Deployment"]
+    assert deployments == ["a"], "nothing of the model that does not fit is registered"
+    assert [r.model for r in pools[0].capacity.reservations] == ["a"]
+    # The builders get the pool's contract alone, without its ledger.
+    (scheduling,) = bare
+    assert not isinstance(scheduling, PoolScheduling)
+    assert scheduling == specs.gpu_scheduling(_pool(2))
 
 
 def test_a_model_service_reserves_once_for_itself_and_its_deployment() -> None:

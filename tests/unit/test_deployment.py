@@ -521,6 +521,12 @@ def test_every_object_is_a_child_of_the_component(llama: Components[ModelService
     kinds = ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "ResourceQuota", "Secret"]
     assert _workload_kinds(llama) == [*kinds, "ServiceAccount"]
     assert all(r.parent == component.urn for r in llama.kubernetes_objects())
+    # Exactly the workload plan's objects, each registered once, as the ModelService's own children.
+    planned = sorted(
+        (s.obj["kind"], s.obj["metadata"]["name"]) for s in specs.workloads.plan(LLAMA, IMAGE, _scheduling(), "t")
+    )
+    children = [(r.kind, r.name) for r in llama.resources if r.parent == component.urn]
+    assert sorted(c for c in children if c in planned) == planned
 
 
 def test_the_registered_deployment_is_the_builders_output(llama: Components[ModelService]) -> None:

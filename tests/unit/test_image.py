@@ -30,6 +30,8 @@ def test_a_prebuilt_reference_is_the_image_ref_and_builds_nothing() -> None:
     assert resolve(run.built.image_ref) == PINNED
     assert not [r for r in run.resources if r.type == IMAGE]
     assert run.component_outputs[run.one(COMPONENT, "m").urn]["image_ref"] == PINNED
+    container = run.one("kubernetes:apps/v1:Deployment", "m").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == PINNED
 
 
 def test_a_digest_pinned_reference_is_kept_whole() -> None:

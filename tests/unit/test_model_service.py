@@ -9,12 +9,22 @@ import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
 from components import specs
+from components.aliases import FORMER_PARENTS
 from components.config import ModelConfig
 from components.model_service import ModelService, ModelServiceArgs
 from tests.harness import Registered, Run, run_stack
-from tests.unit.mocking import Components, is_secret, model, resolve, run_components, stack_values, typed
+from tests.unit.mocking import (
+    SERVICE,
+    Components,
+    is_secret,
+    model,
+    resolve,
+    run_components,
+    run_model_service,
+    stack_values,
+    typed,
+)
 
-SERVICE = "model-serving:index:ModelService"
 CLUSTER_SCOPED = {"Namespace", "RuntimeClass", "NodePool"}
 PROD_MODELS = [m.name for m in typed("prod").models]  # the 8B model, the embeddings server, the 70B model
 
@@ -91,24 +101,25 @@ def test_every_model_resource_is_parented_under_its_model_service(prod: Run) -> 
             assert resource.inputs["metadata"]["namespace"] == prod.outputs[f"{owner.name}_namespace"]
 
 
-# The component that registered each kind before ModelService registered them itself (mode service models).
-FORMER_PARENT = {
-    "ServiceAccount": "ModelDeployment",
-    "Secret": "ModelDeployment",
-    "PersistentVolumeClaim": "ModelDeployment",
-    "Job": "ModelDeployment",
-    "Deployment": "ModelDeployment",
-    "LeaderWorkerSet": "ModelDeployment",
-    "PodDisruptionBudget": "ModelDeployment",
-    "ResourceQuota": "ModelDeployment",  # newer than the nested layout: its alias names a URN no state holds
-    "Service": "LoadBalancedService",
-    "NetworkPolicy": "LoadBalancedService",
-    "HorizontalPodAutoscaler": "Autoscaler",
-    "ScaledObject": "Autoscaler",
-    "ServiceMonitor": "ModelMonitoring",
-    "PrometheusRule": "ModelMonitoring",
-    "ConfigMap": "ModelMonitoring",
-    "Image": "ModelImage",
+# The part of the model (components.aliases.FORMER_PARENTS: the component that registered it) each kind belonged to
+# before ModelService registered them itself (mode service models).
+FORMER_PART = {
+    "ServiceAccount": "deployment",
+    "Secret": "deployment",
+    "PersistentVolumeClaim": "deployment",
+    "Job": "deployment",
+    "Deployment": "deployment",
+    "LeaderWorkerSet": "deployment",
+    "PodDisruptionBudget": "deployment",
+    "ResourceQuota": "deployment",  # newer than the nested layout: its alias names a URN no state holds
+    "Service": "service",
+    "NetworkPolicy": "service",
+    "HorizontalPodAutoscaler": "autoscaler",
+    "ScaledObject": "autoscaler",
+    "ServiceMonitor": "monitoring",
+    "PrometheusRule": "monitoring",
+    "ConfigMap": "monitoring",
+    "Image": "image",
 }
 
 
@@ -145,7 +156,7 @@ def test_stacks_made_with_the_nested_components_keep_every_object(prod: Run) -> 
         for r in prod.resources:
             if r.parent != service.urn or r.kind == "Namespace":
                 continue
-            former = f"{SERVICE}$model-serving:index:{FORMER_PARENT[r.kind]}"
+            former = f"{SERVICE}${FORMER_PARENTS[FORMER_PART[r.kind]]}"
             assert r.aliases == [f"urn:pulumi:prod::model-serving::{former}${r.type}::{r.name}"], r.urn
         namespace = next(r for r in prod.resources if r.parent == service.urn and r.kind == "Namespace")
         assert namespace.aliases == []
@@ -166,7 +177,7 @@ def test_a_nested_model_service_aliases_under_its_own_urn() -> None:
     assert service.urn.endswith(f"::example:index:Team${SERVICE}::minilm")
     deployment = registered.one("kubernetes:apps/v1:Deployment", "minilm")
     assert deployment.parent == service.urn
-    types = f"example:index:Team${SERVICE}$model-serving:index:ModelDeployment$kubernetes:apps/v1:Deployment"
+    types = f"example:index:Team${SERVICE}${FORMER_PARENTS['deployment']}$kubernetes:apps/v1:Deployment"
     assert deployment.aliases == [f"urn:pulumi:unit::model-serving::{types}::minilm"]
 
 
@@ -175,9 +186,49 @@ def test_routed_objects_alias_under_model_routing() -> None:
     route = run.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "llama")
     pool = run.one("kubernetes:inference.networking.k8s.io/v1:InferencePool", "llama")
     for r in (route, pool):
-        assert r.aliases == [
-            f"urn:pulumi:e2e::model-serving::{SERVICE}$model-serving:index:ModelRouting${r.type}::{r.name}"
-        ]
+        assert r.aliases == [f"urn:pulumi:e2e::model-serving::{SERVICE}${FORMER_PARENTS['routing']}${r.type}::{r.name}"]
+
+
+def _engine_urn(run: Run, resource: Registered) -> str:
+    """The URN the engine gives ``resource``: the types of all its ancestors (the mocks name its parent's only)."""
+    by_urn = {r.urn: r for r in run.resources}
+    types = [a.type for a in reversed(_ancestors(run, resource))]
+    assert resource.parent in ("", *by_urn), resource.urn
+    return f"urn:pulumi:unit::model-serving::{'$'.join([*types, resource.type])}::{resource.name}"
+
+
+@pytest.mark.parametrize("stack", ["prod", "e2e"])
+def test_the_upgrade_fixture_has_the_nested_urns_the_aliases_name(stack: str) -> None:
+    """tests/integration/legacy/model_service.py, the nested layout tests/integration/test_upgrade.py upgrades from,
+    registers each object the current ModelService registers, with the same inputs, at the URN its alias names (the
+    namespace: at its own URN), under the former component of its part; the upgrade test itself needs the CLI."""
+    from tests.integration.legacy import model_service as legacy
+
+    config = typed(stack)
+    for m in config.models:
+        new = run_model_service(m, stack, registry_password="pw")
+        args = legacy.ModelServiceArgs(
+            model=m,
+            scheduling=specs.gpu_scheduling(config.gpu_pool),
+            hub_token="hf_unit_token" if m.hub_token else None,
+            registry_password="pw",
+            monitoring=config.monitoring,
+            gateway=config.gateway,
+        )
+        old = run_components(lambda: legacy.ModelService(m.name, args))  # noqa: B023 - run at once
+        before = {_engine_urn(old, r): r for r in old.resources if r.custom}
+        kept: dict[str, Registered] = {}
+        for r in new.resources:
+            if r.custom:
+                (former,) = [urn for urn in (_engine_urn(new, r), *r.aliases) if urn in before]
+                kept[former] = r
+        assert set(kept) == set(before), m.name
+        for urn, r in kept.items():
+            assert (r.inputs, r.secret_paths) == (before[urn].inputs, before[urn].secret_paths), urn
+        service = old.one(SERVICE, m.name)
+        parts = {r.type for r in old.resources if r.parent == service.urn and not r.custom}
+        assert parts <= set(FORMER_PARENTS.values()) and FORMER_PARENTS["deployment"] in parts, m.name
+        assert all(_owner(old, r) == service for r in old.resources if r.custom), m.name
 
 
 def test_without_autoscaling_there_is_no_autoscaler() -> None:
@@ -232,18 +283,8 @@ def _lb(args: MockResourceArgs) -> dict[str, Any] | None:
     return None
 
 
-def _component(m: ModelConfig, **args: Any) -> Components[ModelService]:
-    stack = typed("prod")
-    scheduling = specs.gpu_scheduling(stack.gpu_pool)
-    service_args = ModelServiceArgs(
-        model=m,
-        scheduling=scheduling,
-        hub_token="hf_unit",
-        registry_password="pw",
-        monitoring=stack.monitoring,
-        **args,
-    )
-    return run_components(lambda: ModelService(m.name, service_args), outputs=_lb)
+def _component(m: ModelConfig) -> Components[ModelService]:
+    return run_model_service(m, hub_token="hf_unit", registry_password="pw", outputs=_lb)
 
 
 def test_the_outputs_are_endpoint_image_ref_and_namespace() -> None:

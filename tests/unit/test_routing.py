@@ -172,7 +172,7 @@ def test_the_canary_and_stable_deployments_select_disjoint_pods() -> None:
     assert canary["spec"]["template"]["metadata"]["labels"][specs.TRACK_LABEL] == "canary"
     assert specs.TRACK_LABEL not in stable["spec"]["template"]["metadata"]["labels"]
     (container,) = canary["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "a"  # the image ModelDeployment hands it: the canary's own
+    assert container["image"] == "a"  # the image the workload plan hands it: the canary's own
 
 
 def _picker_config(track: ModelConfig) -> dict[str, Any]:

@@ -8,19 +8,16 @@ from typing import Any
 
 import pytest
 
+from components.aliases import FORMER_PARENTS
 from tests.harness import ROOT, STACKS, TEST_IMAGE_LOCK, Registered, Run, run_stack
 from tests.kube_checks import check_name, manifest, validate_object
 from tests.unit.mocking import DELETE, model, stack_values, typed
 
+# The components a stack registers: ModelService registers each model's objects itself (the components it nested
+# until 0.1, components.aliases.FORMER_PARENTS, appear in no stack any more).
 COMPONENT_TOKENS = {
     "model-serving:index:GpuNodePool",
     "model-serving:index:ModelService",
-    "model-serving:index:ModelImage",
-    "model-serving:index:ModelDeployment",
-    "model-serving:index:LoadBalancedService",
-    "model-serving:index:Autoscaler",
-    "model-serving:index:ModelMonitoring",
-    "model-serving:index:ModelRouting",
     "model-serving:index:InferenceGateway",
 }
 
@@ -56,6 +53,7 @@ def test_every_object_is_parented_by_a_component(run: Run) -> None:
     for resource in run.kubernetes_objects():
         assert by_urn[resource.parent].type in COMPONENT_TOKENS, resource.urn
     assert {r.type for r in run.resources if not r.custom} <= COMPONENT_TOKENS
+    assert not {r.type for r in run.resources} & set(FORMER_PARENTS.values())
 
 
 def _pod_templates(resource: Registered) -> list[dict[str, Any]]:
@@ -256,7 +254,7 @@ def test_the_autoscaler_waits_for_its_deployment() -> None:
     scalers += run.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
     assert len(scalers) == 2
     for hpa in scalers:
-        # Depending on the ModelDeployment component expands to its children, the Deployment among them.
+        # The ModelService registers the scaler waiting for the workload's objects, the Deployment among them.
         assert run.one("kubernetes:apps/v1:Deployment", hpa.name).urn in hpa.dependencies
 
 

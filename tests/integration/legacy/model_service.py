@@ -2,8 +2,10 @@
 as its own children.
 
 tests/integration/test_upgrade.py makes a stack with it, then previews the current program on that state. The six
-components it nested are gone from the library; :class:`_Part` stands in for each of them here, with its type token
-(``components.aliases.FORMER_PARENTS``) and the same objects (the concerns' plans), so the state has the old URNs.
+components it nested are gone from the library; :class:`_Image` and :class:`_Part` stand in for them here, each with
+its former type token (``components.aliases.FORMER_PARENTS``), the model's name, and the same objects (the image and
+the concerns' plans) as its children, waiting for what the former component waited for, so the state has the old
+URNs. tests/unit/test_model_service.py checks under mocks that they are the URNs the current objects' aliases name.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class ModelServiceArgs:
 
 
 class _Part(pulumi.ComponentResource):
-    """One of the former components: registers ``steps`` (or the image) as its children."""
+    """The former component of ``part`` (ModelDeployment, LoadBalancedService, ...): registers ``steps``, that part's
+    plan, as its children."""
 
     def __init__(
         self,
@@ -48,6 +51,8 @@ class _Part(pulumi.ComponentResource):
 
 
 class _Image(pulumi.ComponentResource):
+    """The former ModelImage: the model's ``docker.Image`` (when it builds one) as its child; output ``image_ref``."""
+
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__(FORMER_PARENTS["image"], name, None, opts)
         self.image_ref = register_image(name, args.model.image, args.registry_password, child_options(self, opts))
