@@ -112,10 +112,8 @@ def stack_secrets(
     config: pulumi.Config, stack: StackConfig
 ) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
     """``hubToken`` and ``registryPassword``, each needed when a model mounts the token or pushes to a registry (the
-    rule that refuses an update without them says the same)."""
-    pushes = any(
-        m.image.build is not None and m.image.build.push and m.image.build.registry_server for m in stack.models
-    )
+    rule that refuses an update without them reads the same properties)."""
+    pushes = any(m.image.build is not None and m.image.build.logs_in for m in stack.models)
     return (
         stack_secret(config, "hubToken", any(m.hub_token for m in stack.models)),
         stack_secret(config, "registryPassword", pushes),

@@ -61,7 +61,7 @@ def secrets_are_set(stack: StackView) -> Iterator[Problem]:
                 "needs the secret model-serving:hubToken (pulumi config set --secret model-serving:hubToken …)",
             )
         build = model.image.build
-        if build is not None and build.push and build.registry_server and not stack.has_registry_password:
+        if build is not None and build.logs_in and not stack.has_registry_password:
             yield Problem(
                 f"models[{i}].image.build.registry",
                 "needs the secret model-serving:registryPassword (pulumi config set --secret …)",

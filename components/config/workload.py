@@ -58,6 +58,11 @@ class ImageBuildConfig:
     )
     registry_username: str | None = key(Text(), None, "user of that registry", name="registry.username")
 
+    @property
+    def logs_in(self) -> bool:
+        """Whether the build pushes to a registry it logs in to, with the secret ``registryPassword``."""
+        return self.push and bool(self.registry_server)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ImageConfig:
