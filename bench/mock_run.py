@@ -37,7 +37,7 @@ from pulumi.runtime import mocks  # noqa: E402
 
 from tests import harness  # noqa: E402
 
-for _module in ("config", "specs", "kube", "program", "service"):  # what the raw program imports too
+for _module in ("config", "specs", "kube", "program"):  # what the raw program imports too
     importlib.import_module(f"components.{_module}")
 t_components = time.perf_counter()
 for _module in ("gpu_node_pool", "model_service"):  # only the component program's (pulumi_docker among them)

@@ -60,9 +60,10 @@ for model in stack.models:
     # ModelDeployment's objects: each waits for the namespace too (ModelService's depends_on for its children).
     secret = pulumi.Output.secret(hub_token) if hub_token is not None else None
     canary_image = model.canary.image if model.canary is not None else None
+    admitted = register_steps(specs.admission.plan(model, scheduling), lambda after, ns=ns: on_provider(ns, *after))
     deployment_objects = register_steps(
         specs.workloads.plan(model, image_ref, scheduling, secret, canary_image),
-        lambda after, ns=ns: on_provider(ns, *after),
+        lambda after, ns=ns, admitted=admitted: on_provider(ns, *admitted.values(), *after),
     )
     # LoadBalancedService's objects.
     in_ns = lambda after, ns=ns: on_provider(ns, *after)  # noqa: E731

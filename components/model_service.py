@@ -11,8 +11,8 @@ from components.capacity import GpuBudgetError, reserve
 from components.config import GatewayConfig, ModelConfig, MonitoringConfig
 from components.image import IMAGE_TYPE, register_image
 from components.kube import child_options, register, register_steps, service_endpoint
+from components.specs import admission, network, routing, scaling, workloads
 from components.specs import monitoring as monitoring_plan
-from components.specs import network, routing, scaling, workloads
 
 TYPE = "model-serving:index:ModelService"
 
@@ -61,9 +61,11 @@ class ModelService(pulumi.ComponentResource):
         own_urn = aliases.top_level_urn(TYPE, name) if opts is None or opts.parent is None else self.urn
 
         def add(part: str, steps: list[specs.Step], *waits: pulumi.Resource) -> dict[str, pulumi.CustomResource]:
-            """Register ``part``'s plan as children waiting for ``waits`` too, aliased to their former URNs."""
+            """Register ``part``'s plan as children waiting for ``waits`` too, aliased to their former URNs (a part
+            added since the nested components has none)."""
             options = lambda after: child_options(self, opts, depends_on=[*waits, *after])  # noqa: E731
-            return register_steps(steps, options, former_parent=aliases.former_parent(own_urn, part, name))
+            former = aliases.former_parent(own_urn, part, name) if part in aliases.FORMER_PARENTS else None
+            return register_steps(steps, options, former_parent=former)
 
         ns = register(specs.namespace(model.namespace), child_options(self, opts))
         image_alias = aliases.child_urn(aliases.former_parent(own_urn, "image", name), IMAGE_TYPE, name)
@@ -72,7 +74,14 @@ class ModelService(pulumi.ComponentResource):
         )
         hub_token = pulumi.Output.secret(args.hub_token) if args.hub_token is not None else None
         canary_image = model.canary.image if model.canary is not None else None
-        workload = add("deployment", workloads.plan(model, self.image_ref, scheduling, hub_token, canary_image), ns)
+        # The class, limits and quota admission checks each pod against come before the first pod.
+        admitted = add("admission", admission.plan(model, scheduling), ns)
+        workload = add(
+            "deployment",
+            workloads.plan(model, self.image_ref, scheduling, hub_token, canary_image),
+            ns,
+            *admitted.values(),
+        )
         served = add("service", network.plan(model, monitoring, args.gateway), ns)
         if model.routing.mode != "service":
             # After the rollouts: a promotion moves requests once the pods that take them are ready.

@@ -499,6 +499,23 @@ class Service(TypedDict, total=False):
     )
 
 
+class PriorityClass(TypedDict, total=False):
+    """The PriorityClass of the model's pods: serving outranks (and preempts) batch work on shared nodes."""
+
+    name: str
+    """The class's name. Default: the model's namespace."""
+    value: int
+    (
+        "Its priority when the model creates it; pods without a class have 0 (or the cluster's default class). "
+        "Default: 1000000."
+    )
+    create: bool
+    (
+        "The model creates the class (cluster-scoped, removed with the model); false: the cluster has it already (then "
+        "`name` is required). Default: true."
+    )
+
+
 class ModelServiceArgs(TypedDict, total=False):
     """One entry of the stack config's models list."""
 
@@ -576,6 +593,14 @@ class ModelServiceArgs(TypedDict, total=False):
     """A canary Deployment taking a share of requests (routing.mode gateway or inference-pool). Default: none."""
     service: Service
     """The model's Service. Default: each key's default."""
+    quotas: bool
+    (
+        "In the model's namespace, a ResourceQuota at its peak (GPUs, CPU and memory of every replica, surge, canary "
+        "and pre-stage Job) and a LimitRange giving containers without limits the server's; false where the cluster "
+        "manages quotas. Default: true."
+    )
+    priorityClass: PriorityClass
+    """The PriorityClass of the model's pods. Default: each key's default."""
     containerPatch: Any
     (
         "JSON merge patch over the server container for fields the config lacks; it may not set name or image, nor "

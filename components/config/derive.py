@@ -91,6 +91,8 @@ SHM_DEFAULT = Derived(f"`{SHM}` (`{SHM_MULTI_GPU}` for more than one GPU); with 
 
 
 NAMESPACE = Derived("`<namespace>-<name>`", lambda s: f"{s.outer['namespace']}-{s['name']}"[:63].rstrip("-"))
+# A model's own PriorityClass is named after its namespace, unique in the cluster as the namespace is.
+PRIORITY_CLASS = Derived("the model's namespace", lambda s: s.outer["namespace"])
 
 
 def image_override(s: Scope) -> Any:

@@ -36,6 +36,7 @@ from components.config.workload import (
     ImageConfig,
     LlamaCppConfig,
     ModelCache,
+    PriorityClassConfig,
     Probes,
     Resources,
     Rollout,
@@ -121,6 +122,16 @@ class ModelConfig:
         "a canary Deployment taking a share of requests (routing.mode gateway or inference-pool)",
     )
     service: ServiceConfig = key(Block(ServiceConfig), EMPTY, "the model's Service")
+    quotas: bool = key(
+        Flag(),
+        True,
+        "in the model's namespace, a ResourceQuota at its peak (GPUs, CPU and memory of every replica, surge, "
+        "canary and pre-stage Job) and a LimitRange giving containers without limits the server's; false where "
+        "the cluster manages quotas",
+    )
+    priority_class: PriorityClassConfig = key(
+        Block(PriorityClassConfig), EMPTY, "the PriorityClass of the model's pods", name="priorityClass"
+    )
     # JSON merge patch (RFC 7386) over the server container: the escape hatch for fields the config does not
     # cover. null deletes a key; the policy pack still checks the result.
     container_patch: Mapping[str, Any] = key(

@@ -27,6 +27,7 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind("v1", "ConfigMap", True),
+    Kind("v1", "LimitRange", True),
     Kind("v1", "Namespace", False),
     Kind("v1", "PersistentVolumeClaim", True),
     Kind("v1", "ResourceQuota", True),
@@ -50,6 +51,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("policy/v1", "PodDisruptionBudget", True),
     Kind("rbac.authorization.k8s.io/v1", "Role", True),
     Kind("rbac.authorization.k8s.io/v1", "RoleBinding", True),
+    Kind("scheduling.k8s.io/v1", "PriorityClass", False),
 )
 
 

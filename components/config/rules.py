@@ -20,7 +20,7 @@ from components.config.model import ModelConfig
 from components.config.pool import GpuPoolConfig, KarpenterConfig
 from components.config.routing import CanaryConfig, RoutingConfig, ServiceConfig
 from components.config.scaling import KEDA_ONLY, Autoscaling, Metric
-from components.config.workload import TMP_SIZE, ImageBuildConfig, ImageConfig, Rollout, Toleration
+from components.config.workload import TMP_SIZE, ImageBuildConfig, ImageConfig, PriorityClassConfig, Rollout, Toleration
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ def image_is_ref_or_build(image: ImageConfig, at: At) -> Iterator[Problem]:
 def push_needs_a_registry(build: ImageBuildConfig, at: At) -> Iterator[Problem]:
     if build.push and build.registry_server is None:
         yield Problem(at.key("registry.server"), "is required when push is true")
+
+
+def existing_priority_class_is_named(priority: PriorityClassConfig, at: At) -> Iterator[Problem]:
+    if not priority.create and not at.given("name"):
+        yield Problem(at.key("name"), "is required when create is false (the class the cluster has)")
 
 
 def replica_bounds(auto: Autoscaling, at: At) -> Iterator[Problem]:
@@ -309,6 +314,7 @@ BLOCK_RULES: Mapping[type, Sequence[Callable[[Any, At], Iterator[Problem]]]] = {
     Autoscaling: (replica_bounds, keda_keys_need_keda, keda_scales_on_a_query, zero_needs_a_wake_signal),
     Metric: (metric_has_a_target,),
     Rollout: (rollout_can_start,),
+    PriorityClassConfig: (existing_priority_class_is_named,),
     ServiceConfig: (source_ranges_need_a_load_balancer,),
     Toleration: (toleration_value_needs_equal,),
     RoutingConfig: (picker_has_a_pinned_image,),

@@ -16,6 +16,7 @@ from components.config.kinds import (
     ENV_NAME,
     TAINT_EFFECTS,
     Choice,
+    DnsLabel,
     Flag,
     ImageRef,
     Int,
@@ -140,6 +141,29 @@ class Resources:
     memory: str = key(Quantity(), derive.MEMORY_DEFAULT, "memory")
     ephemeral_storage: str = key(Quantity(), "10Gi", "ephemeral storage: `/tmp`, an emptyDir model cache, logs")
     gpus: int = key(Int(0, 16), derive.GPUS, "whole GPUs per pod, in limits and requests")
+
+
+# Classes a cluster's administrators create go up to this value; above it are the system's.
+PRIORITY_MAX = 1_000_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriorityClassConfig:
+    """The PriorityClass of the model's pods: serving outranks (and preempts) batch work on shared nodes."""
+
+    type_name: ClassVar[str] = "PriorityClass"
+    name: str = key(DnsLabel(), derive.PRIORITY_CLASS, "the class's name")
+    value: int = key(
+        Int(1, PRIORITY_MAX),
+        1_000_000,
+        "its priority when the model creates it; pods without a class have 0 (or the cluster's default class)",
+    )
+    create: bool = key(
+        Flag(),
+        True,
+        "the model creates the class (cluster-scoped, removed with the model); false: the cluster has it already "
+        "(then `name` is required)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

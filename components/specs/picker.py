@@ -166,6 +166,8 @@ def picker_deployment(track: ModelConfig) -> wire.Deployment:
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": picker_name(track),
+                    # It takes the model's requests: it ranks as the model's pods do.
+                    "priorityClassName": track.priority_class.name,
                     # It watches the pool and its pods through the API server.
                     "automountServiceAccountToken": True,
                     "securityContext": {

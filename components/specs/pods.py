@@ -253,6 +253,7 @@ def pod_spec(model: ModelConfig, scheduling: GpuScheduling, container: wire.Cont
     spec: wire.PodSpec = {
         "serviceAccountName": model.name,
         "automountServiceAccountToken": False,
+        "priorityClassName": model.priority_class.name,
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": PRE_STOP_SECONDS + DRAIN_SECONDS + 15,
         "containers": [container],

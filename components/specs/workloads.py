@@ -35,7 +35,6 @@ __all__ = [
     "deployment",
     "deployment_timeout",
     "disruption_budget",
-    "gpu_quota",
     "hub_token_secret",
     "leader_worker_set",
     "model_cache_claim",
@@ -171,6 +170,7 @@ def prestage_job(model: ModelConfig, image: Any) -> wire.Job | None:
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
+                    "priorityClassName": model.priority_class.name,
                     "serviceAccountName": model.name,
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
@@ -296,20 +296,6 @@ def disruption_budget(model: ModelConfig) -> wire.PodDisruptionBudget | None:
     }
 
 
-def gpu_quota(model: ModelConfig, scheduling: GpuScheduling) -> wire.ResourceQuota | None:
-    """A GPU model's namespace may request no more GPUs than the model's peak (``peak_gpus``, the figure the pool's
-    budget and the policy pack count): Kubernetes' admission, not only the preview, stops a hand-scaled Deployment
-    or another tool's pods there from taking more."""
-    if not model.resources.gpus:
-        return None
-    return {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": meta(f"{model.name}-gpus", model.namespace, model_labels(model)),
-        "spec": {"hard": {f"requests.{scheduling.gpu_resource_name}": str(model.peak_gpus)}},
-    }
-
-
 def deployment_timeout(model: ModelConfig) -> str:
     """A while past the Deployment's own progress deadline: Kubernetes reports a stuck rollout first, and
     Pulumi, which only warns about that, then fails the update instead of waiting on."""
@@ -320,7 +306,7 @@ def deployment_timeout(model: ModelConfig) -> str:
 def plan(
     model: ModelConfig, image: Any, scheduling: GpuScheduling, hub_token: Any, canary_image: Any = None
 ) -> list[Step]:
-    """ServiceAccount, hub-token Secret, cache claim, the prestage Job, GPU quota, then the Deployment (a
+    """ServiceAccount, hub-token Secret, cache claim, the prestage Job, then the Deployment (a
     LeaderWorkerSet for a multi-node model); a PDB; the canary's Deployment (and its PDB) beside them.
     ``hub_token``: a secret Output; ``canary_image``: the canary's image (default ``image``)."""
     steps = [Step("service-account", service_account(model))]
@@ -335,9 +321,6 @@ def plan(
     if job is not None:  # the rollout waits for the weights (Pulumi awaits the Job's completion)
         after = tuple(step.name for step in steps)
         steps.append(Step("prestage", job, after=after, timeout=f"{model.cache.prestage_deadline_seconds + 300}s"))
-    quota = gpu_quota(model, scheduling)
-    if quota is not None:
-        steps.append(Step("gpu-quota", quota))
     needed = tuple(step.name for step in steps)
     tracks = [(model, image, "")]
     if model.canary is not None:

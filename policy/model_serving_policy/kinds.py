@@ -14,6 +14,7 @@ NAMESPACED_KINDS: tuple[str, ...] = (
     "InferencePool",
     "Job",
     "LeaderWorkerSet",
+    "LimitRange",
     "NetworkPolicy",
     "PersistentVolumeClaim",
     "PodDisruptionBudget",

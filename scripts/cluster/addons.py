@@ -39,6 +39,7 @@ Manifest = dict[str, Any]
 
 NODE_SELECTOR = {"model-serving.dev/node": "local"}
 TOLERATIONS = [{"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}]
+PLATFORM_PRIORITY = "system-cluster-critical"  # the built-in class of a cluster's own add-ons
 CLUSTER_DNS = "10.96.0.10"  # scripts/cluster/real-node.sh's CLUSTER_DNS: the kubelet's clusterDNS
 KEDA_NAMESPACE = "keda"
 PROMETHEUS_NAME = "local"
@@ -158,6 +159,9 @@ def http_probe(path: str, port: int | str, scheme: str = "HTTP", delay: int = 0)
 def pod_spec(service_account: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "serviceAccountName": service_account,
+        # The platform outranks the models (their own classes, 1e6 by default): a model pod that does not fit the
+        # node must wait, not preempt DNS, Prometheus or KEDA.
+        "priorityClassName": PLATFORM_PRIORITY,
         "nodeSelector": NODE_SELECTOR,
         "tolerations": TOLERATIONS,
         "securityContext": POD_SECURITY,
@@ -290,7 +294,6 @@ def coredns(images: Mapping[str, str]) -> list[Manifest]:
         # Port 53 as a non-root user with no capabilities: a namespaced sysctl the kubelet allows.
         securityContext={**POD_SECURITY, "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}]},
         dnsPolicy="Default",
-        priorityClassName="system-cluster-critical",
         volumes=[{"name": "config", "configMap": {"name": "coredns"}}],
     )
     return [
@@ -419,6 +422,7 @@ def prometheus(images: Mapping[str, str], versions: Versions, monitoring: Monito
             "securityContext": {**POD_SECURITY, "fsGroup": NOBODY},
             "nodeSelector": NODE_SELECTOR,
             "tolerations": TOLERATIONS,
+            "priorityClassName": PLATFORM_PRIORITY,
         },
     }
     lb = service(

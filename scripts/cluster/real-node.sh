@@ -15,13 +15,15 @@
 # scripts/cluster/addons.py) answers for their names at $CLUSTER_DNS. The `kubernetes` Service's
 # endpoint is $NODE_IP:$PORT, where lb-standin relays the node's pods (and no one else) to the API server on
 # loopback. The LoadBalancer stand-in forwards 127.0.10.x to the pods' addresses itself (ipMode Proxy: kube-proxy
-# leaves those addresses alone).
+# leaves those addresses alone). NetworkPolicies are enforced on this node by kube-router's firewall (iptables and
+# ipset; a host process too), for pod-to-pod traffic on the bridge and for pods' traffic to the node itself.
 #
 # Host changes, all undone by node_down (the `restore` file records the state before the first change):
 # sysctls the kubelet raises (kernel.panic, kernel.panic_on_oops, vm.overcommit_memory) and bridge-nf-call-iptables
 # (kube-proxy's rules must see bridged pod-to-pod traffic), the /kubepods cgroups, /var/lib/kubelet/device-plugins
 # (a path fixed in the kubelet), /var/log/containers, /var/lib/cni, the bridge and its route to $SERVICE_CIDR,
-# kube-proxy's KUBE-* chains (iptables and ip6tables) and nfacct counters, and the mounts under the node's
+# kube-proxy's and kube-router's KUBE-* chains (iptables and ip6tables), kube-proxy's nfacct counters, kube-router's
+# ipsets, and the mounts under the node's
 # directories.
 
 NODE_NAME=model-serving-node
@@ -36,7 +38,7 @@ KUBELET_PORT=$((PORT + 6)) KUBELET_HEALTHZ_PORT=$((PORT + 7)) METRICS_PORT=$((PO
 PROXY_HEALTHZ_PORT=$((PORT + 9)) PROXY_METRICS_PORT=$((PORT + 10))
 CLUSTER_DNS=10.96.0.10 # the kube-dns Service's address (addons.py), in every pod's resolv.conf
 # shellcheck disable=SC2034  # read by scripts/local-cluster, which sources this file
-NODE_COMPONENTS=(containerd kubelet kube-proxy metrics-server)
+NODE_COMPONENTS=(containerd kubelet kube-proxy kube-router metrics-server)
 NODE_SYSCTLS=(kernel/panic kernel/panic_on_oops vm/overcommit_memory net/bridge/bridge-nf-call-iptables)
 # What kube-proxy leaves in the host's netfilter after `kube-proxy --cleanup`: the KUBE-FIREWALL chain it shares
 # with the kubelet (filter, jumped to from INPUT and OUTPUT) and the nfacct counters of its metrics.
@@ -55,7 +57,7 @@ node_need_tools() {
 	local t missing=()
 	[[ $(id -u) == 0 ]] || die "the real node runs a kubelet and containerd as root; run as root," \
 		"or CLUSTER_REAL_NODE=0 for a control plane with fake nodes only"
-	for t in kubelet kube-proxy metrics-server crictl pause; do
+	for t in kubelet kube-proxy kube-router metrics-server crictl pause; do
 		[[ -x "$BIN/$t" ]] || die "$BIN/$t is missing: run scripts/install-k8s (make cluster-up does)"
 	done
 	command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
@@ -64,6 +66,7 @@ node_need_tools() {
 	[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
 	command -v iptables-save >/dev/null && command -v ip6tables-save >/dev/null || missing+=(iptables)
 	command -v nfacct >/dev/null || missing+=(nfacct)
+	command -v ipset >/dev/null || missing+=(ipset)
 	((${#missing[@]} == 0)) && return 0
 	say "installing ${missing[*]} (Debian's packages) for the real node"
 	# The packages' init scripts must not start a system containerd: the node runs its own.
@@ -91,7 +94,7 @@ node_record_host() {
 	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs on this machine; stop it or use CLUSTER_REAL_NODE=0"
 	done
-	[[ -z $(netfilter_leftovers) ]] || die "the host's netfilter has kube-proxy's chains already (another" \
+	[[ -z $(netfilter_leftovers) ]] || die "the host's netfilter has kube-proxy's or kube-router's chains already (another" \
 		"Kubernetes node runs on this machine): $(netfilter_leftovers | tr '\n' ' '); stop it or use CLUSTER_REAL_NODE=0"
 	[[ -d /proc/sys/net/bridge ]] || die "bridged traffic does not reach iptables (no /proc/sys/net/bridge: the" \
 		"kernel lacks br_netfilter); kube-proxy's Service rules need it"
@@ -138,11 +141,12 @@ remove_kubepods_cgroups() {
 # certificates, configuration
 
 node_pki() {
-	[[ -f "$PKI/kubelet-$NODE_IP.crt" && -f "$PKI/kube-proxy.crt" ]] && return 0
+	[[ -f "$PKI/kubelet-$NODE_IP.crt" && -f "$PKI/kube-proxy.crt" && -f "$PKI/kube-router.crt" ]] && return 0
 	(
 		cd "$PKI"
 		cert node "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
 		cert kube-proxy "/CN=system:kube-proxy" clientAuth # bound to system:node-proxier by default
+		cert kube-router "/CN=system:kube-router" clientAuth # bound by kube-router-rbac.yaml (node_config)
 		cert "kubelet-$NODE_IP" "/CN=$NODE_NAME" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
 	)
 }
@@ -151,6 +155,7 @@ node_config() {
 	mkdir -p "$NODE_DIR/cni" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/containerd" "$NODE_RUN"
 	kubeconfig "$NODE_DIR/kubelet.kubeconfig" node
 	kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
+	kubeconfig "$NODE_DIR/kube-router.kubeconfig" kube-router
 	kubeconfig "$DIR/metrics-server.kubeconfig" metrics-server
 	cat >"$NODE_DIR/containerd.toml" <<-EOF
 		version = 2
@@ -229,6 +234,29 @@ node_config() {
 		evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 		nodeStatusReportFrequency: 10s
 		serializeImagePulls: false
+	EOF
+	# kube-router's firewall reads the node, its pods, namespaces and NetworkPolicies (and watches Services and
+	# endpoints, as its informers start for every mode).
+	cat >"$NODE_DIR/kube-router-rbac.yaml" <<-EOF
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRole
+		metadata: {name: "system:kube-router"}
+		rules:
+		- apiGroups: [""]
+		  resources: [namespaces, pods, services, nodes, endpoints]
+		  verbs: [get, list, watch]
+		- apiGroups: [discovery.k8s.io]
+		  resources: [endpointslices]
+		  verbs: [get, list, watch]
+		- apiGroups: [networking.k8s.io]
+		  resources: [networkpolicies]
+		  verbs: [get, list, watch]
+		---
+		apiVersion: rbac.authorization.k8s.io/v1
+		kind: ClusterRoleBinding
+		metadata: {name: "system:kube-router"}
+		roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:kube-router"}
+		subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}]
 	EOF
 	cat >"$NODE_DIR/metrics-apiservice.yaml" <<-EOF
 		apiVersion: v1
@@ -394,7 +422,15 @@ node_up() {
 		--kubelet-use-node-status-port --node-selector "$NODE_LABEL" --metric-resolution 15s --profiling=false
 	kubectl apply --server-side -f "$NODE_DIR/metrics-apiservice.yaml" >/dev/null
 	wait_for "node $NODE_NAME" 120 kubectl wait --for condition=Ready "node/$NODE_NAME" --timeout 5s
+	# NetworkPolicies: kube-router's firewall alone (iptables and ipset; its BGP router and service proxy off), once
+	# the node is registered (it reads its address there), before any pod runs (the add-ons come after). No health
+	# or metrics port: both would listen on every address, pods' reach included; its chains are its readiness.
+	kubectl apply --server-side -f "$NODE_DIR/kube-router-rbac.yaml" >/dev/null
+	start kube-router --kubeconfig "$NODE_DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+		--run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+		--service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --metrics-port 0 --v 1
 	wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+	wait_for kube-router 60 iptables -w -n -L KUBE-ROUTER-FORWARD
 	wait_for "metrics-server" 120 kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 5s
 	say "real node $NODE_NAME ready in $((SECONDS - start))s"
 }
@@ -402,7 +438,7 @@ node_up() {
 node_down() {
 	local quiet=${1:-} c i
 	node_enabled || [[ -f "$PIDS/containerd.pid" || -f "$NODE_DIR/restore" ]] || return 0
-	for c in metrics-server kube-proxy kubelet; do
+	for c in metrics-server kube-router kube-proxy kubelet; do
 		[[ -f "$PIDS/$c.pid" ]] || continue
 		[[ $quiet == quiet ]] || say "stopping $c"
 		stop "$c"
@@ -443,7 +479,8 @@ node_leftovers() {
 }
 
 # netfilter_cleanup: kube-proxy's own cleanup, then what it leaves (KUBE-FIREWALL and its jumps, in both families;
-# its nfacct counters). Only ever run when the host had none of these before `up` (node_record_host checks).
+# its nfacct counters) and kube-router's chains (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*: the same KUBE- prefix)
+# and ipsets. Only ever run when the host had none of these before `up` (node_record_host checks).
 netfilter_cleanup() {
 	[[ -x "$BIN/kube-proxy" ]] && command -v iptables-save >/dev/null || return 0
 	[[ -n $(netfilter_leftovers) ]] || return 0
@@ -465,7 +502,16 @@ netfilter_cleanup() {
 	for name in "${PROXY_NFACCT[@]}"; do
 		nfacct get "$name" >/dev/null 2>&1 && nfacct delete "$name" >/dev/null
 	done
+	# kube-router's sets, once no rule refers to them.
+	while read -r name; do ipset destroy "$name" 2>/dev/null || true; done < <(router_ipsets)
 	return 0
+}
+
+# router_ipsets: the ipsets kube-router's firewall makes (its policies' sources and destinations, and the temporary
+# sets of a sync it was stopped in), one name a line.
+router_ipsets() {
+	command -v ipset >/dev/null || return 0
+	ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|TMP-)' || true
 }
 
 # kube_chains FAMILY: "table chain" for each KUBE-* chain of FAMILY (iptables or ip6tables).
@@ -473,7 +519,7 @@ kube_chains() {
 	"$1-save" 2>/dev/null | awk '/^\*/ { table = substr($0, 2) } /^:KUBE-/ { print table, substr($1, 2) }'
 }
 
-# netfilter_leftovers: one line for each kube-proxy chain or counter in the host's netfilter. The legacy tables are
+# netfilter_leftovers: one line for each kube-proxy or kube-router chain, counter or set in the host's netfilter. The legacy tables are
 # read only where they exist (listing one with iptables-legacy would create it).
 netfilter_leftovers() {
 	local family name
@@ -489,6 +535,7 @@ netfilter_leftovers() {
 			nfacct get "$name" >/dev/null 2>&1 && echo "nfacct $name"
 		done
 	fi
+	router_ipsets | sed 's/^/ipset /'
 	return 0
 }
 

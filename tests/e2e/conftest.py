@@ -226,6 +226,7 @@ def planned_objects(project: Project, stack: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for model in config.models:
         steps = [
+            *specs.admission.plan(model, scheduling),
             *specs.workloads.plan(model, "image", scheduling, "token"),
             *specs.network.plan(model, config.monitoring, config.gateway),
             *specs.scaling.plan(model, config.monitoring),

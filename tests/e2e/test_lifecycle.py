@@ -173,6 +173,65 @@ def test_second_up_changes_nothing_and_refresh_finds_no_drift(deployed: Stack) -
     deployed.pulumi("refresh", "--yes", "--expect-no-changes", "--skip-preview")
 
 
+def test_admission_holds_each_model_to_its_peak(deployed: Stack, kube: Kube) -> None:
+    """Every model's namespace has the quota and container defaults the program planned, and its pods the model's
+    priority; what the quota counts matches what runs (the pickers and the pre-stage Job included)."""
+    planned = planned_objects(deployed.project, STACK)
+    for kind, resource in (("ResourceQuota", "resourcequotas"), ("LimitRange", "limitranges")):
+        found = [f"{ns}/{i['metadata']['name']}" for ns in deployed.namespaces() for i in kube.items(resource, ns)]
+        assert sorted(found) == sorted(planned[kind]), kind
+    for namespace in deployed.namespaces():
+        (quota,) = kube.items("resourcequotas", namespace)
+        used, hard = quota["status"]["used"], quota["status"]["hard"]
+        assert set(used) == set(hard), namespace  # Kubernetes counts every pod there against it
+        assert kube.get("priorityclass", namespace)["value"] == 1_000_000
+        for pod in kube.items("pods", namespace):
+            assert pod["spec"].get("priority") == 1_000_000, pod["metadata"]["name"]
+
+
+def test_scaling_a_gpu_model_past_its_quota_by_hand_is_refused(deployed: Stack, kube: Kube) -> None:
+    """`kubectl scale` bypasses the policy pack's budget; the namespace's quota does not (KEDA paused meanwhile,
+    so that only the hand sets the replica count)."""
+    ns, gpu = "e2e-llama", "requests.nvidia.com/gpu"
+    kube.run("annotate", "scaledobject", "llama", "-n", ns, "autoscaling.keda.sh/paused=true", "--overwrite")
+    try:
+        quota = kube.get("resourcequota", "llama", "-n", ns)
+        hard, used = int(quota["status"]["hard"][gpu]), int(quota["status"]["used"][gpu])
+        deployment = kube.get("deployment", "llama", "-n", ns)
+        per_pod = int(
+            deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"]
+        )
+        replicas = deployment["spec"]["replicas"]
+        admitted = replicas + (hard - used) // per_pod
+        kube.run("scale", "deployment", "llama", "-n", ns, f"--replicas={admitted + 1}")
+
+        def refusal() -> str:
+            rs = [r for r in kube.items("replicasets", ns) if r["metadata"]["name"].startswith("llama-")]
+            conditions = [c for r in rs for c in r.get("status", {}).get("conditions", [])]
+            return next((c["message"] for c in conditions if c["type"] == "ReplicaFailure"), "")
+
+        wait_until("the quota's refusal", lambda: "exceeded quota: llama" in refusal(), timeout=60)
+        assert gpu in refusal(), refusal()
+        pods = kube.items("pods", ns, selector="app.kubernetes.io/instance=llama")
+        assert len(pods) == admitted, [p["metadata"]["name"] for p in pods]
+        assert kube.get("resourcequota", "llama", "-n", ns)["status"]["used"][gpu] == str(hard)
+    finally:
+        kube.run(
+            "scale",
+            "deployment",
+            "llama",
+            "-n",
+            ns,
+            f"--replicas={_model(deployed, 'llama')['autoscaling']['minReplicas']}",
+        )
+        kube.run("annotate", "scaledobject", "llama", "-n", ns, "autoscaling.keda.sh/paused-")
+    wait_until(
+        "llama back at its minimum",
+        lambda: len(kube.items("pods", ns, selector="app.kubernetes.io/instance=llama")) == 1,
+        timeout=120,
+    )
+
+
 def test_memory_and_env_changes_update_in_place_and_roll_out(deployed: Stack, kube: Kube) -> None:
     config = deployed.project.config(STACK)
     models = config["models"]

@@ -15,7 +15,7 @@ from tests.project import Project, restore_sigint
 
 def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
     kinds = "deployments,replicasets,services,serviceaccounts,networkpolicies,poddisruptionbudgets,hpa,secrets"
-    kinds += ",scaledobjects.keda.sh"
+    kinds += ",scaledobjects.keda.sh,resourcequotas,limitranges"
     found: dict[str, list[str]] = {}
     for namespace in sorted(namespaces):
         for item in kube.items(kinds, namespace):
@@ -95,7 +95,15 @@ def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, 
 
     objects = _objects(kube, stack.namespaces())
     expected = planned_objects(e2e_project, "e2e")
-    for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+    for kind in (
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ResourceQuota",
+        "LimitRange",
+    ):
         assert sorted(objects.get(kind, [])) == sorted(expected.get(kind, [])), kind
     assert sorted(objects.get("ScaledObject", [])) == sorted(expected.get("ScaledObject", []))
     # One rollout per Deployment: nothing was created twice.

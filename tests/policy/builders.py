@@ -89,6 +89,7 @@ def pod_spec(
     )
     spec: dict[str, Any] = {
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "priorityClassName": "models-serving",
         "containers": list(containers),
     }
     if init:
@@ -290,6 +291,7 @@ def device_plugin() -> dict[str, Any]:
     c = container("nvidia-device-plugin", cpu="200m", memory="256Mi")
     c["securityContext"] = {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
     spec = pod_spec([c], gpu=True)
+    spec["priorityClassName"] = "system-node-critical"
     spec["volumes"] = [{"name": "device-plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}]
     return {
         "apiVersion": "apps/v1",

@@ -61,6 +61,7 @@ EXPECTED_RULES = {
     "route-backends",
     "inference-pool-selector",
     "inference-pool-metrics",
+    "pod-priority",
     "exempted-resources",
 }
 

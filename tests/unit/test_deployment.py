@@ -472,6 +472,7 @@ def _workload_kinds(run: Components[ModelService]) -> list[str]:
     """The kinds of the objects the workload's plan registered (not those of the other concerns)."""
     others = {"Namespace", "Service", "NetworkPolicy", "HorizontalPodAutoscaler", "ScaledObject"}
     others |= {"ServiceMonitor", "PrometheusRule", "ConfigMap", "HTTPRoute"}
+    others |= {"LimitRange", "PriorityClass", "ResourceQuota"}  # the admission plan's
     return sorted(r.kind for r in run.kubernetes_objects() if r.kind not in others)
 
 
@@ -506,7 +507,9 @@ def test_the_deployment_waits_for_its_identity_secret_and_cache(llama: Component
         llama.one("kubernetes:core/v1:Secret", f"{LLAMA.name}-hub-token").urn,
         llama.one("kubernetes:core/v1:PersistentVolumeClaim", f"{LLAMA.name}-cache").urn,
         llama.one("kubernetes:batch/v1:Job", specs.prestage_job_name(LLAMA)).urn,  # the pre-staged weights
-        llama.one("kubernetes:core/v1:ResourceQuota", f"{LLAMA.name}-gpus").urn,  # its GPUs' ceiling
+        llama.one("kubernetes:core/v1:ResourceQuota", LLAMA.name).urn,  # its peak: GPUs, CPU, memory
+        llama.one("kubernetes:core/v1:LimitRange", LLAMA.name).urn,
+        llama.one("kubernetes:scheduling.k8s.io/v1:PriorityClass", LLAMA.namespace).urn,
     } <= dependencies
 
 
@@ -517,8 +520,8 @@ def test_an_unbound_cache_claim_does_not_block_the_update(llama: Components[Mode
 
 def test_every_object_is_a_child_of_the_component(llama: Components[ModelService]) -> None:
     component = llama.one(SERVICE, LLAMA.name)
-    # The Job: Llama's cache is pre-staged; the quota: it runs on GPUs.
-    kinds = ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "ResourceQuota", "Secret"]
+    # The Job: Llama's cache is pre-staged.
+    kinds = ["Deployment", "Job", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret"]
     assert _workload_kinds(llama) == [*kinds, "ServiceAccount"]
     assert all(r.parent == component.urn for r in llama.kubernetes_objects())
     # Exactly the workload plan's objects, each registered once, as the ModelService's own children.

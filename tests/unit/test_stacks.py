@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from components.aliases import FORMER_PARENTS
+from components.config.policy_facts import KINDS
 from tests.harness import ROOT, STACKS, TEST_IMAGE_LOCK, Registered, Run, run_stack
 from tests.kube_checks import check_name, manifest, validate_object
 from tests.unit.mocking import DELETE, model, stack_values, typed
@@ -81,7 +82,7 @@ def test_every_container_states_its_user_and_a_read_only_root(run: Run) -> None:
 
 
 def test_no_object_lands_in_the_default_namespace(run: Run) -> None:
-    cluster_scoped = {"Namespace", "RuntimeClass", "NodePool"}
+    cluster_scoped = {k.kind for k in KINDS if not k.namespaced}
     for resource in run.kubernetes_objects():
         if resource.kind not in cluster_scoped:
             assert resource.inputs["metadata"].get("namespace") not in (None, "default"), resource.urn
@@ -103,6 +104,10 @@ def test_render_stack_graph() -> None:
         "Deployment": 1,
         "Service": 1,
         "NetworkPolicy": 1,
+        # admission: the model's own PriorityClass, its namespace's quota and container defaults
+        "PriorityClass": 1,
+        "ResourceQuota": 1,
+        "LimitRange": 1,
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == "rendered/render"
@@ -129,6 +134,9 @@ def test_local_stack_deploys_the_locked_image_to_the_local_clusters_node() -> No
         "ServiceMonitor": 2,
         "PrometheusRule": 2,
         "ConfigMap": 2,  # the dashboards
+        "PriorityClass": 2,
+        "ResourceQuota": 2,
+        "LimitRange": 2,
     }
     provider = run.one("pulumi:providers:kubernetes", "kubernetes")
     assert "renderYamlToDirectory" not in provider.inputs
