@@ -34,26 +34,41 @@ def _pod_specs(obj: Mapping[str, Any]) -> Iterator[tuple[int, Mapping[str, Any]]
         yield 1, spec["template"]["spec"]
 
 
-def _pod_amounts(pod: Mapping[str, Any]) -> dict[str, Decimal]:
-    """What the quota charges one pod, ``requests.cpu`` … ``limits.memory``: its containers' sum, or its largest
-    init container's if that is more (they run one at a time, before the others)."""
+def _amount(value: object) -> Decimal | None:
+    """A container's quantity; None when it is not one (a ``containerPatch`` may write anything: the policy pack
+    refuses such a pod at preview, and the quota, which cannot count it, leaves that resource out)."""
+    try:
+        return quantity(str(value))
+    except (ValueError, ArithmeticError):
+        return None
 
-    def amounts(container: Mapping[str, Any]) -> dict[str, Decimal]:
+
+def _pod_amounts(pod: Mapping[str, Any]) -> dict[str, Decimal | None]:
+    """What the quota charges one pod, ``requests.cpu`` … ``limits.memory``: its containers' sum, or its largest
+    init container's if that is more (they run one at a time, before the others); None where one is unreadable."""
+
+    def amounts(container: Mapping[str, Any]) -> dict[str, Decimal | None]:
         resources = container.get("resources", {})
         return {
-            f"{kind}.{name}": quantity(str(resources[kind][name]))
+            f"{kind}.{name}": _amount(resources[kind][name])
             for kind in ("requests", "limits")
             for name in COMPUTE
             if name in resources.get(kind, {})
         }
 
-    total: dict[str, Decimal] = {}
+    def add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+        return None if a is None or b is None else a + b
+
+    def larger(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+        return None if a is None or b is None else max(a, b)
+
+    total: dict[str, Decimal | None] = {}
     for container in pod["containers"]:
         for key, value in amounts(container).items():
-            total[key] = total.get(key, Decimal(0)) + value
+            total[key] = add(total.get(key, Decimal(0)), value)
     for init in pod.get("initContainers", []):
         for key, value in amounts(init).items():
-            total[key] = max(total.get(key, Decimal(0)), value)
+            total[key] = larger(total.get(key, Decimal(0)), value)
     return total
 
 
@@ -74,11 +89,15 @@ def peak_usage(model: ModelConfig, scheduling: GpuScheduling) -> dict[str, Decim
     if job is not None:
         counted.append((1, job))
     peak: dict[str, Decimal] = {}
+    unreadable: set[str] = set()
     for replicas, obj in counted:
         for pods, pod in _pod_specs(obj):
             for key, value in _pod_amounts(pod).items():
-                peak[key] = peak.get(key, Decimal(0)) + replicas * pods * value
-    return peak
+                if value is None:
+                    unreadable.add(key)
+                else:
+                    peak[key] = peak.get(key, Decimal(0)) + replicas * pods * value
+    return {key: value for key, value in peak.items() if key not in unreadable}
 
 
 def _surge(deployment: wire.Deployment) -> int:
@@ -143,8 +162,7 @@ def priority_class(model: ModelConfig) -> wire.PriorityClass | None:
         "apiVersion": "scheduling.k8s.io/v1",
         "kind": "PriorityClass",
         "metadata": meta(cfg.name, labels=model_labels(model)),
-        "value": cfg.value,
-        "globalDefault": False,
+        "value": cfg.value,  # never the cluster's default class (globalDefault unset: false)
         "preemptionPolicy": "PreemptLowerPriority",
         "description": f"Pods of the model {model.name} ({model.namespace}).",
     }

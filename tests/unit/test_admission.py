@@ -109,7 +109,7 @@ def test_the_model_creates_its_priority_class_and_every_pod_carries_it() -> None
     assert priority is not None
     validate_object(priority)
     assert priority["metadata"]["name"] == LLAMA.namespace == LLAMA.priority_class.name
-    assert (priority["value"], priority["globalDefault"]) == (1_000_000, False)
+    assert priority["value"] == 1_000_000 and "globalDefault" not in priority
     deployment = specs.deployment(LLAMA, "image", _scheduling())
     job = specs.prestage_job(LLAMA, "image")
     assert job is not None
@@ -147,3 +147,10 @@ def test_bad_priority_config_is_refused_naming_the_key(edits: dict[str, object],
 def test_quotas_must_be_a_flag() -> None:
     with pytest.raises(ConfigError, match=r"models\[0\]\.quotas"):
         typed("render", {"models[0].quotas": "no"})
+
+
+def test_a_patched_amount_that_is_no_quantity_is_left_to_the_policy_pack() -> None:
+    """The pack refuses the pod at preview (tests/integration/test_engine.py); the quota cannot count it."""
+    patched = model("render", edits={"models[0].containerPatch": {"resources": {"limits": {"cpu": "lots"}}}})
+    hard = _hard(patched, _scheduling("render"))
+    assert "limits.cpu" not in hard and {"requests.cpu", "limits.memory"} <= set(hard)
