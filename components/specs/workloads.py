@@ -193,10 +193,18 @@ def _scrape_annotations(model: ModelConfig) -> dict[str, str]:
     return {"prometheus.io/scrape": "true", "prometheus.io/port": str(model.port), "prometheus.io/path": METRICS_PATH}
 
 
+# pulumi-kubernetes' server-side apply takes fields another manager owns instead of failing on them.
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
+
+
 def _workload_meta(model: ModelConfig) -> wire.ObjectMeta:
     # What the pods export on /metrics, for the policy pack's scraped-metrics rule (on the workload, not the pod
     # template: changing it rolls no pod).
     annotations = {EXPORTER_ANNOTATION: model.engine_spec.exporter.name}
+    if model.autoscaling is None:
+        # The program sets the replica count: after an autoscaler, whose scale writes left the controller manager
+        # owning spec.replicas, the count is the program's again (else every update fails on that conflict).
+        annotations[PATCH_FORCE_ANNOTATION] = "true"
     return meta(model.instance, model.namespace, model_labels(model), annotations=annotations)
 
 

@@ -132,6 +132,7 @@ class ResourceContext:
 
 
 def _observe_inputs(args: ResourceValidationArgs) -> None:
+    state.record_registered(args.urn)
     t = k8s.parse_type(args.resource_type)
     if t is None or t.kind not in k8s.SCALABLE_KINDS:
         return

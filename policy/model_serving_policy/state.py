@@ -11,6 +11,9 @@ before stack analysis; ``Analyze`` calls may run on several threads, hence the l
 * Whether a scalable workload's *inputs* set ``spec.replicas``. Stack policies see
   outputs, where the API server has filled in ``spec.replicas`` once the object exists,
   so ``hpa-target`` uses what the resource policies saw in the inputs.
+* Which resources the program registers. Stack analysis after a refresh (``up --refresh``)
+  also lists resources the update is about to delete; the resource policies saw only the
+  registered ones, so a stack rule can tell the two apart (:func:`about_to_go`).
 
 :func:`model_serving_policy.evaluate` resets this state before each run.
 """
@@ -32,6 +35,7 @@ class ExemptionUse:
 _lock = threading.Lock()
 _exemptions: dict[tuple[str, str], ExemptionUse] = {}
 _replicas_in_inputs: dict[str, bool] = {}
+_registered: set[str] = set()
 
 
 def record_exemption(use: ExemptionUse) -> None:
@@ -58,7 +62,20 @@ def replicas_in_inputs(urn: str) -> bool | None:
         return _replicas_in_inputs.get(urn)
 
 
+def record_registered(urn: str) -> None:
+    with _lock:
+        _registered.add(urn)
+
+
+def about_to_go(urn: str) -> bool:
+    """Whether ``urn`` is in the stack but not registered by the program in this run (the update deletes it);
+    False when no resource was analysed in this run (a stack policy called on its own)."""
+    with _lock:
+        return bool(_registered) and urn not in _registered
+
+
 def reset() -> None:
     with _lock:
         _exemptions.clear()
         _replicas_in_inputs.clear()
+        _registered.clear()

@@ -39,6 +39,7 @@ Manifest = dict[str, Any]
 
 NODE_SELECTOR = {"model-serving.dev/node": "local"}
 TOLERATIONS = [{"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}]
+STAND_IN = "llm-d-inference-sim"  # the vLLM stand-in's binary (docs/weights-and-nodes.md)
 PLATFORM_PRIORITY = "system-cluster-critical"  # the built-in class of a cluster's own add-ons
 CLUSTER_DNS = "10.96.0.10"  # scripts/cluster/real-node.sh's CLUSTER_DNS: the kubelet's clusterDNS
 KEDA_NAMESPACE = "keda"
@@ -56,6 +57,7 @@ class Versions:
     prometheus_operator: str
     kube_state_metrics: str
     keda: str
+    inference_sim: str
 
     @classmethod
     def load(cls, path: Path = ROOT / "scripts" / "k8s-versions.env") -> Versions:
@@ -70,6 +72,7 @@ class Versions:
             prometheus_operator=env["PROMETHEUS_OPERATOR_BIN_VERSION"],
             kube_state_metrics=env["KUBE_STATE_METRICS_VERSION"],
             keda=env["KEDA_VERSION"],
+            inference_sim=env["INFERENCE_SIM_VERSION"],
         )
 
     def images(self) -> dict[str, str]:
@@ -82,6 +85,8 @@ class Versions:
             "kube-state-metrics": self.kube_state_metrics,
             "keda-operator": self.keda,
             "keda-adapter": self.keda,
+            # Not an add-on: the vLLM stand-in the tests deploy models with, imported with the add-ons' images.
+            STAND_IN: self.inference_sim,
         }
         return {binary: f"model-serving.local/{binary}:{tag}" for binary, tag in tags.items()}
 
@@ -657,13 +662,18 @@ def manifests(images: Mapping[str, str], versions: Versions, monitoring: Monitor
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="?", default="manifests", choices=("manifests", "images", "prometheus-service"))
+    parser.add_argument(
+        "what", nargs="?", default="manifests", choices=("manifests", "images", "stand-in-image", "prometheus-service")
+    )
     args = parser.parse_args(argv)
     versions = Versions.load()
     images = versions.images()
     if args.what == "images":
         for binary, ref in images.items():
             print(ref, binary)
+        return
+    if args.what == "stand-in-image":  # pinned in .cluster/images.json, for the stacks that deploy it
+        print(images[STAND_IN])
         return
     monitoring = Monitoring.of_stack()
     if args.what == "prometheus-service":

@@ -36,6 +36,7 @@ NODE_RUN="/run/model-serving-$PORT" # containerd's socket and state: a short pat
 NODE_SOCK="$NODE_RUN/containerd.sock"
 KUBELET_PORT=$((PORT + 6)) KUBELET_HEALTHZ_PORT=$((PORT + 7)) METRICS_PORT=$((PORT + 8))
 PROXY_HEALTHZ_PORT=$((PORT + 9)) PROXY_METRICS_PORT=$((PORT + 10))
+NODE_GPUS=2 # what the node advertises of the e2e pool's GPU resource (node_gpus)
 CLUSTER_DNS=10.96.0.10 # the kube-dns Service's address (addons.py), in every pod's resolv.conf
 # shellcheck disable=SC2034  # read by scripts/local-cluster, which sources this file
 NODE_COMPONENTS=(containerd kubelet kube-proxy kube-router metrics-server)
@@ -185,6 +186,12 @@ node_config() {
 		      runtime_type = "io.containerd.runc.v2"
 		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
 		        SystemdCgroup = false
+		    # The GPU pool's RuntimeClass handler: plain runc here (no GPU to expose), so GPU pods run as on a node
+		    # whose nvidia runtime is installed.
+		    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]
+		      runtime_type = "io.containerd.runc.v2"
+		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]
+		        SystemdCgroup = false
 	EOF
 	# No default route, no masquerade: pods reach this machine's bridge address, each other and Services (through
 	# the bridge's address, where kube-proxy's rules catch them), nothing else. Hairpin: a pod reaches itself
@@ -321,19 +328,21 @@ node_images() {
 		local ref binary
 		while read -r ref binary; do addon_image "$ref" "$binary"; done < <("$PY" "$ROOT/scripts/cluster/addons.py" images)
 	)
-	local image digest entries=()
-	for image in "${MODEL_IMAGES[@]}"; do
-		digest=$(ctr_ images ls "name==docker.io/$image" | awk 'NR == 2 { print $3 }')
+	local image name digest entries=()
+	for image in "${MODEL_IMAGES[@]}" "$("$PY" "$ROOT/scripts/cluster/addons.py" stand-in-image)"; do
+		name=$image
+		[[ ${image%%/*} == *.* ]] || name=docker.io/$image # no registry host: Docker's name (the model images)
+		digest=$(ctr_ images ls "name==$name" | awk 'NR == 2 { print $3 }')
 		[[ $digest == sha256:* ]] || die "the image $image is not in the node's containerd"
 		# The kubelet asks for repository@digest: give the image that name too.
-		ctr_ images tag --force "docker.io/$image" "docker.io/${image%:*}@$digest" >/dev/null
-		entries+=("\"$image\": \"docker.io/${image%:*}@$digest\"")
-		say "image $image imported as docker.io/${image%:*}@$digest"
+		ctr_ images tag --force "$name" "${name%:*}@$digest" >/dev/null
+		entries+=("\"$image\": \"${name%:*}@$digest\"")
+		say "image $image imported as ${name%:*}@$digest"
 	done
 	local IFS=,
 	printf '{%s}\n' "${entries[*]}" >"$IMAGE_LOCK.tmp"
 	mv "$IMAGE_LOCK.tmp" "$IMAGE_LOCK"
-	say "the local stack's images are pinned by digest in .cluster/images.json"
+	say "the local stack's images (and the vLLM stand-in's) are pinned by digest in .cluster/images.json"
 }
 
 # addon_image REF BINARY: an image of .tools/bin/BINARY alone (at /bin/BINARY, its entrypoint, run as nobody) in the
@@ -422,6 +431,7 @@ node_up() {
 		--kubelet-use-node-status-port --node-selector "$NODE_LABEL" --metric-resolution 15s --profiling=false
 	kubectl apply --server-side -f "$NODE_DIR/metrics-apiservice.yaml" >/dev/null
 	wait_for "node $NODE_NAME" 120 kubectl wait --for condition=Ready "node/$NODE_NAME" --timeout 5s
+	node_gpus
 	# NetworkPolicies: kube-router's firewall alone (iptables and ipset; its BGP router and service proxy off), once
 	# the node is registered (it reads its address there), before any pod runs (the add-ons come after). No health
 	# or metrics port: both would listen on every address, pods' reach included; its chains are its readiness.
@@ -433,6 +443,20 @@ node_up() {
 	wait_for kube-router 60 iptables -w -n -L KUBE-ROUTER-FORWARD
 	wait_for "metrics-server" 120 kubectl wait --for condition=Available apiservice/v1beta1.metrics.k8s.io --timeout 5s
 	say "real node $NODE_NAME ready in $((SECONDS - start))s"
+}
+
+# node_gpus: the real node holds $NODE_GPUS GPUs of the e2e stack's pool for the scheduler (its labels, and its GPU
+# resource patched into the node's status as an extended resource); the kubelet keeps a capacity no device plugin
+# claims. Pods that choose the node (its taint) and ask for GPUs are admitted against them and run, without a GPU.
+node_gpus() {
+	local labels patch
+	{
+		read -r labels
+		read -r patch
+	} < <("$PY" "$ROOT/scripts/cluster/nodes.py" --stack e2e --real-node-gpus "$NODE_GPUS")
+	# shellcheck disable=SC2086  # labels: key=value words
+	kubectl label node "$NODE_NAME" $labels --overwrite >/dev/null
+	kubectl patch node "$NODE_NAME" --subresource status --type merge -p "$patch" >/dev/null
 }
 
 node_down() {

@@ -17,6 +17,7 @@ from .builders import (
     deployment,
     hpa,
     pdb,
+    scaled_object,
     set_path,
     urn_of,
 )
@@ -85,7 +86,18 @@ def test_replicas_judged_from_inputs_seen_by_resource_policies() -> None:
     assert not check_stack("hpa-target", [live, hpa()])
     # ... and with replicas: reported although the outputs look alike.
     check("no-default-namespace", deployment(replicas=3))  # any resource rule records inputs
+    check("no-default-namespace", hpa())  # and what the program registers
     assert "sets spec.replicas" in check_stack("hpa-target", [live, hpa()]).text()
+
+
+def test_a_scaler_the_update_deletes_judges_nothing() -> None:
+    """After a refresh, the stack analysis lists the ScaledObject of a model moved to fixed replicas, which the
+    update is about to delete: the program no longer registers it, so it scales nothing."""
+    target = deployment(replicas=2)
+    check("no-default-namespace", target)  # the resource analysis: the program registers the Deployment only
+    assert not check_stack("hpa-target", [target, scaled_object()]).violations
+    check("no-default-namespace", scaled_object())  # registered after all: judged
+    assert "sets spec.replicas" in check_stack("hpa-target", [target, scaled_object()]).text()
 
 
 @pytest.mark.parametrize("metrics", [[cpu_metric()], []])

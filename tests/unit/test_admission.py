@@ -154,3 +154,13 @@ def test_a_patched_amount_that_is_no_quantity_is_left_to_the_policy_pack() -> No
     patched = model("render", edits={"models[0].containerPatch": {"resources": {"limits": {"cpu": "lots"}}}})
     hard = _hard(patched, _scheduling("render"))
     assert "limits.cpu" not in hard and {"requests.cpu", "limits.memory"} <= set(hard)
+
+
+def test_a_fixed_replica_count_is_the_programs_after_an_autoscaler() -> None:
+    """Server-side apply fails on spec.replicas once an autoscaler's scale writes own it; the program's fixed
+    count takes it back (tests/e2e/test_vllm.py moves a model off KEDA), an autoscaled model leaves it alone."""
+    fixed, scaled = model("prod", "llama-3-1-70b"), LLAMA
+    assert fixed.autoscaling is None and scaled.autoscaling is not None
+    annotations = specs.workload(fixed, "image", _scheduling())["metadata"]["annotations"]
+    assert annotations["pulumi.com/patchForce"] == "true"
+    assert "pulumi.com/patchForce" not in specs.workload(scaled, "image", _scheduling())["metadata"]["annotations"]

@@ -186,7 +186,7 @@ def test_the_deployment_says_which_exporter_its_pods_are() -> None:
     for m in MODELS:
         workload = specs.workload(m, "img:1", specs.gpu_scheduling(PROD.gpu_pool))
         assert workload["kind"] == ("LeaderWorkerSet" if m.multi_node else "Deployment")
-        assert workload["metadata"]["annotations"] == {EXPORTER_ANNOTATION: ENGINES[m.engine].exporter.name}
+        assert workload["metadata"]["annotations"][EXPORTER_ANNOTATION] == ENGINES[m.engine].exporter.name
         spec = workload["spec"]
         templates = (
             [spec["leaderWorkerTemplate"]["leaderTemplate"], spec["leaderWorkerTemplate"]["workerTemplate"]]

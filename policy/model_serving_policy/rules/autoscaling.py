@@ -103,6 +103,8 @@ def _check_hpa_target(ctx: StackContext) -> None:
     # (An HPA next to a ScaledObject of the same workload is not refused here: moving a model from an HPA to KEDA
     # shows both to the stack analysis of `up --refresh`, the HPA about to be deleted. The program never emits both.)
     for hpa in [*ctx.of(*scaling.HPA), *ctx.of(*scaling.SCALED_OBJECT)]:
+        if state.about_to_go(hpa.urn):
+            continue  # a scaler the update deletes (a model moved to fixed replicas): it scales nothing any more
         with ctx.deciding(hpa):
             ns, kind, name = scaling.hpa_target_key(hpa)
             if kind is None or name is None:
