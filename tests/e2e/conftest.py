@@ -82,6 +82,14 @@ def post_embeddings(url: str, body: dict[str, Any], timeout: float = 30) -> tupl
         conn.close()
 
 
+def record_timing(path: Path, name: str, seconds: float) -> None:
+    """Add ``name``'s measured seconds to the JSON file of a module's timings (under .cluster/logs)."""
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings[name] = round(seconds, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(timings, indent=2) + "\n")
+
+
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = 120, interval: float = 1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

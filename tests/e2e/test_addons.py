@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, record_timing, wait_until
 from tests.harness import ROOT
 from tests.kube_checks import promql_queries
 from tests.project import Project
@@ -38,13 +38,6 @@ FALLBACK_REPLICAS = 2
 NODE_IP, API_PORT = "10.89.0.1", int(os.environ.get("CLUSTER_PORT", "16443"))  # the bridge; the API port
 TIMINGS = KUBECONFIG.parent / "logs" / "e2e-addons.json"
 HELLO = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
-
-
-def _record(name: str, seconds: float) -> None:
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings[name] = round(seconds, 1)
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
 
 
 @dataclass(frozen=True)
@@ -262,7 +255,7 @@ def test_every_monitor_has_a_target_that_is_up(deployed: Stack, kube: Kube, prom
 
     start = time.monotonic()
     wait_until("a target up for every monitor", lambda: all("up" in up().get(m, []) for m in monitors), timeout=180)
-    _record("targets up", time.monotonic() - start)
+    record_timing(TIMINGS, "targets up", time.monotonic() - start)
     # The series carry the labels the stack's queries select by.
     assert prometheus.query(f'up{{namespace="{CHAT}",service="gemma"}} == 1')
     assert prometheus.query(f'kube_deployment_spec_replicas{{namespace="{CHAT}",deployment="gemma"}}')
@@ -308,14 +301,14 @@ def test_queue_depth_scales_the_chat_model_out_and_raises_the_backlog_alert(
             timeout=120,
         )
         wait_until("two ready replicas", lambda: _replicas(kube)[1] >= 2, timeout=240, interval=2)
-        _record("scale out to two replicas", time.monotonic() - start)
+        record_timing(TIMINGS, "scale out to two replicas", time.monotonic() - start)
         wait_until(
             "ModelQueueBacklog pending or firing",
             lambda: bool(prometheus.alert_states("ModelQueueBacklog", CHAT) & {"pending", "firing"}),
             timeout=180,
             interval=3,
         )
-        _record("backlog alert raised", time.monotonic() - start)
+        record_timing(TIMINGS, "backlog alert raised", time.monotonic() - start)
     finally:
         load.stop()
     assert not load.failures, load.failures[:5]
@@ -345,7 +338,7 @@ def test_the_backlog_clears_and_the_model_scales_back_to_one(
     wait_until("ModelQueueBacklog cleared", lambda: not prometheus.alert_states("ModelQueueBacklog", CHAT), timeout=120)
     # scaleDownWindowSeconds 60, then KEDA's HPA removes the second pod.
     wait_until("one replica", lambda: _replicas(kube) == (1, 1), timeout=300, interval=3)
-    _record("scale back to one replica", time.monotonic() - start)
+    record_timing(TIMINGS, "scale back to one replica", time.monotonic() - start)
     assert _condition(kube, "scaledobject", "gemma", CHAT, "Active") == "False"
 
 
@@ -369,7 +362,7 @@ def test_the_fallback_holds_replicas_while_prometheus_is_stopped(
             interval=2,
         )
         wait_until(f"{FALLBACK_REPLICAS} replicas held", lambda: _replicas(kube)[0] == FALLBACK_REPLICAS, timeout=120)
-        _record("fallback replicas held", time.monotonic() - start)
+        record_timing(TIMINGS, "fallback replicas held", time.monotonic() - start)
     finally:
         scale_prometheus(1)
     wait_until("Prometheus back", lambda: _ready(prometheus.url), timeout=180, interval=2)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, post_embeddings, record_timing, wait_until
 from tests.harness import ROOT
 from tests.project import Project
 
@@ -27,13 +27,6 @@ REFERENCE = json.loads((ROOT / "tests" / "app" / "data" / "minilm_reference.json
 TIMINGS = KUBECONFIG.parent / "logs" / "e2e-real-node.json"
 # A text long enough that a few clients keep the pods' CPU over the HPA's target.
 LOAD_TEXT = " ".join(["Elastic scaling keeps a model's latency flat while its load grows."] * 12)
-
-
-def _record(name: str, seconds: float) -> None:
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings[name] = round(seconds, 1)
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
 
 
 def embeddings_load(url: str, clients: int, limit: float) -> Load:
@@ -59,7 +52,7 @@ def stack(e2e_project: Project) -> Stack:
 def deployed(stack: Stack) -> Iterator[Stack]:
     started = time.monotonic()
     stack.make("up")
-    _record("make_up_seconds", time.monotonic() - started)
+    record_timing(TIMINGS, "make_up_seconds", time.monotonic() - started)
     yield stack
 
 
@@ -192,7 +185,7 @@ def test_scales_out_under_load_and_back(deployed: Stack, kube: Kube, endpoint: s
             "the HPA to scale the model out", lambda: _deployment(kube, deployed)["spec"]["replicas"] >= 2, 300, 2
         )
         scaled = time.monotonic()
-        _record("scale_out_seconds", scaled - started)
+        record_timing(TIMINGS, "scale_out_seconds", scaled - started)
 
         def new_ready_pod() -> dict[str, Any] | None:
             return next(
@@ -206,7 +199,7 @@ def test_scales_out_under_load_and_back(deployed: Stack, kube: Kube, endpoint: s
         wait_until(
             "traffic on the new replica", lambda: bool(_log_times(kube, deployed, name, "POST /v1/embeddings")), 120, 2
         )
-        _record("new_replica_serving_seconds", time.monotonic() - scaled)
+        record_timing(TIMINGS, "new_replica_serving_seconds", time.monotonic() - scaled)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 0
     served = _log_times(kube, deployed, name, "POST /v1/embeddings")
@@ -216,8 +209,8 @@ def test_scales_out_under_load_and_back(deployed: Stack, kube: Kube, endpoint: s
     wait_until(
         "the HPA to scale back to one replica", lambda: _deployment(kube, deployed)["spec"]["replicas"] == 1, 420, 3
     )
-    _record("scale_in_seconds", time.monotonic() - stopped)
-    _record("load_requests_ok", load.ok)
+    record_timing(TIMINGS, "scale_in_seconds", time.monotonic() - stopped)
+    record_timing(TIMINGS, "load_requests_ok", load.ok)
 
 
 def test_rolling_update_under_load_fails_no_request(deployed: Stack, kube: Kube, endpoint: str) -> None:
@@ -232,7 +225,7 @@ def test_rolling_update_under_load_fails_no_request(deployed: Stack, kube: Kube,
         # instant the template changes (the controller handles both as one scaling event, so the revision it sees
         # is the old one); the load goes on until the controller itself says the rollout is complete.
         kube.run("rollout", "status", "deployment/minilm", "-n", _namespace(deployed), "--timeout=300s")
-    _record("rolling_update_seconds", time.monotonic() - started)
+    record_timing(TIMINGS, "rolling_update_seconds", time.monotonic() - started)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 0
     pods = _pods(kube, deployed)

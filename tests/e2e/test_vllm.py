@@ -19,7 +19,7 @@ import pytest
 
 from components import specs
 from components.config import SECRET_KEYS, parse_stack_config
-from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, wait_until
+from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, record_timing, wait_until
 from tests.project import Project
 
 STACK = "e2e"
@@ -58,13 +58,6 @@ def stand_in_args(program_args: list[str]) -> list[str]:
             value = "1"
         args += [flag, value]
     return [*args, "--time-to-first-token", "1s", "--inter-token-latency", "50ms", "--mode", "random"]
-
-
-def _record(name: str, seconds: float) -> None:
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings[name] = round(seconds, 1)
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
 
 
 def _stand_in_model(project: Project) -> dict[str, Any]:
@@ -167,12 +160,12 @@ def test_queue_depth_on_vllms_metric_scales_out_to_the_gpus_and_back(deployed: S
             timeout=240,
             interval=2,
         )
-        _record("scale_out_seconds", time.monotonic() - start)
+        record_timing(TIMINGS, "scale_out_seconds", time.monotonic() - start)
         assert {p["spec"]["nodeName"] for p in _pods(kube)} == {NODE}
     assert load.ok > 0 and not load.failures, load.failures[:3]
     stopped = time.monotonic()
     wait_until("one replica again", lambda: len(_pods(kube)) == 1, timeout=300, interval=3)
-    _record("scale_in_seconds", time.monotonic() - stopped)
+    record_timing(TIMINGS, "scale_in_seconds", time.monotonic() - stopped)
 
 
 def test_a_rollout_on_an_exact_gpu_budget_completes(deployed: Stack, kube: Kube) -> None:
@@ -187,7 +180,7 @@ def test_a_rollout_on_an_exact_gpu_budget_completes(deployed: Stack, kube: Kube)
     result = _deploy(deployed, model)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     kube.run("rollout", "status", "deployment/llama", "-n", NAMESPACE, "--timeout=180s", timeout=200)
-    _record("exact_budget_rollout_seconds", time.monotonic() - start)
+    record_timing(TIMINGS, "exact_budget_rollout_seconds", time.monotonic() - start)
     pods = _pods(kube)
     assert len(pods) == NODE_GPUS and all(_ready(p) for p in pods)
     for pod in pods:
@@ -209,7 +202,7 @@ def test_a_replica_beyond_the_gpus_stays_pending_and_up_says_why(deployed: Stack
     model["replicas"] = NODE_GPUS + 1
     start = time.monotonic()
     result = _deploy(deployed, model)
-    _record("beyond_budget_up_seconds", time.monotonic() - start)
+    record_timing(TIMINGS, "beyond_budget_up_seconds", time.monotonic() - start)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "Insufficient nvidia.com/gpu" in output, output[-4000:]
