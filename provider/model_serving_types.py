@@ -305,6 +305,11 @@ class ModelCache(TypedDict, total=False):
     )
     prestageDeadlineSeconds: int
     """How long the download Job may take, retries included. Default: 7200."""
+    prestageImage: str
+    (
+        "The image the pre-stage Job runs: Python 3 with huggingface_hub (`imageLock` may pin it). Default: the "
+        "model's image (vLLM's has both)."
+    )
 
 
 class Metric(TypedDict, total=False):
@@ -573,6 +578,11 @@ class ModelServiceArgs(TypedDict, total=False):
     (
         "Model-hub token, mounted as a file into models that set `hubToken: true` (ModelService: when given). Default: "
         "none."
+    )
+    hubEndpoint: str
+    (
+        "The model hub to download from, e.g. a mirror inside the network (`HF_ENDPOINT` of the server and of the "
+        "pre-stage Job). Default: huggingface.co."
     )
     autoscaling: Autoscaling
     """An autoscaler (HPA or KEDA) instead of a fixed replica count. Default: none."""

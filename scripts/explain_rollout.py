@@ -4,8 +4,10 @@
 Pulumi reports a Deployment that times out ("failed to fully initialize", ProgressDeadlineExceeded) but not what
 kept its pods back. This asks the cluster, for every Deployment in the stack's state that is not fully rolled
 out, what its pods wait for: the scheduler's verdict (Unschedulable: "0/4 nodes are available: 2 Insufficient
-nvidia.com/gpu, ..."), an image that cannot be pulled, a container that crashes. `make up` runs it when the
-update fails. It needs kubectl (.tools/bin has one after scripts/install-k8s) and the stack's kubeconfig.
+nvidia.com/gpu, ..."), an image that cannot be pulled, a container that crashes. Before them it names every
+PersistentVolumeClaim of the stack that is not bound, with the provisioner's or binder's last warning (a claim is
+not awaited, so Pulumi names only the Deployment or Job that waited on it). `make up` runs it when the update
+fails. It needs kubectl (.tools/bin has one after scripts/install-k8s) and the stack's kubeconfig.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 
 
 def run_json(*args: str) -> Any:
@@ -72,9 +75,10 @@ def pod_problems(pod: dict[str, Any]) -> list[str]:
     return problems
 
 
-def last_warning(kubectl: list[str], namespace: str, pod: str) -> str | None:
-    """The pod's latest Warning event (a failed probe, a failed mount), which its status does not carry."""
-    selector = f"involvedObject.name={pod},type=Warning"
+def last_warning(kubectl: list[str], namespace: str, name: str, kind: str = "Pod") -> str | None:
+    """The object's latest Warning event (a failed probe, a failed mount, a failed provisioning), which its status
+    does not carry."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name},type=Warning"
     events = run_json(*kubectl, "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")["items"]
     if not events:
         return None
@@ -82,15 +86,35 @@ def last_warning(kubectl: list[str], namespace: str, pod: str) -> str | None:
     return f"{event.get('reason', '')}: {event.get('message', '')}".strip()
 
 
-def explain(stack: str) -> int:
-    state = run_json("pulumi", "stack", "export", "--stack", stack)
-    names = [
+def in_state(state: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The metadata (namespace and name) of the state's objects of that resource type."""
+    found = [
         ((r.get("outputs") or {}).get("metadata") or {})
         for r in (state.get("deployment") or {}).get("resources") or []
-        if r.get("type") == DEPLOYMENT
+        if r.get("type") == kind
     ]
-    names = [m for m in names if m.get("namespace") and m.get("name")]
-    if not names:
+    return [m for m in found if m.get("namespace") and m.get("name")]
+
+
+def unbound_claims(kubectl: list[str], claims: list[dict[str, Any]]) -> list[str]:
+    """Each claim that is not bound, and why: a missing StorageClass, no provisioner, a failed provisioning."""
+    lines = []
+    for m in claims:
+        live = run_json(*kubectl, "get", "pvc", "-n", m["namespace"], m["name"], "-o", "json", "--ignore-not-found")
+        phase = (live or {}).get("status", {}).get("phase", "absent")
+        if phase == "Bound":
+            continue
+        warning = last_warning(kubectl, m["namespace"], m["name"], "PersistentVolumeClaim")
+        class_name = (live or {}).get("spec", {}).get("storageClassName") or "none"
+        why = warning or f"no volume bound it yet (StorageClass {class_name})"
+        lines.append(f"  PersistentVolumeClaim {m['namespace']}/{m['name']}: {phase}: {why}")
+    return lines
+
+
+def explain(stack: str) -> int:
+    state = run_json("pulumi", "stack", "export", "--stack", stack)
+    names, claims = in_state(state, DEPLOYMENT), in_state(state, CLAIM)
+    if not names and not claims:
         return 0
     kubectl = kubectl_command(stack)
     if kubectl is None:
@@ -98,6 +122,9 @@ def explain(stack: str) -> int:
             "explain-rollout: kubectl not found; run scripts/install-k8s to see why pods are not ready", file=sys.stderr
         )
         return 0
+    unbound = unbound_claims(kubectl, claims)
+    if unbound:
+        print(f"\n{len(unbound)} PersistentVolumeClaim(s) of stack {stack} are not bound:", *unbound, sep="\n")
     live = [run_json(*kubectl, "get", "deployment", "-n", m["namespace"], m["name"], "-o", "json") for m in names]
     deployments = [d for d in live if unfinished(d)]
     if not deployments:

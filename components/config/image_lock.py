@@ -55,8 +55,8 @@ def parse_image_lock(data: object, path: str) -> dict[str, str]:
 
 
 def pin_images(stack: StackConfig, lock: Mapping[str, str]) -> StackConfig:
-    """The stack with each model's ``image.ref`` (and its canary's ``image``) that is a key of ``lock`` replaced
-    by its pinned value.
+    """The stack with each model's ``image.ref`` (and its canary's ``image``, and its ``modelCache.prestageImage``)
+    that is a key of ``lock`` replaced by its pinned value.
 
     Models that build their image, and refs the lock lacks, are left as they are. The ref looked up is the one
     the model deploys, after ``imageRefOverride``.
@@ -68,6 +68,9 @@ def pin_images(stack: StackConfig, lock: Mapping[str, str]) -> StackConfig:
         canary = model.canary
         if canary is not None and canary.image is not None and canary.image in lock:
             model = dataclasses.replace(model, canary=dataclasses.replace(canary, image=lock[canary.image]))
+        staging = model.cache.prestage_image
+        if staging is not None and staging in lock:
+            model = dataclasses.replace(model, cache=dataclasses.replace(model.cache, prestage_image=lock[staging]))
         return model
 
     return dataclasses.replace(stack, models=tuple(pinned(m) for m in stack.models))

@@ -16,6 +16,7 @@ from components.config.declare import EMPTY, REQUIRED, Block, BlockList, compute
 from components.config.engines import ENGINES, Engine, EngineSpec
 from components.config.kinds import (
     ENV_NAME,
+    HTTP_URL,
     LABEL_KEY,
     Choice,
     DnsLabel,
@@ -99,6 +100,13 @@ class ModelConfig:
     cache: ModelCache = key(Block(ModelCache), EMPTY, "the model hub cache", name="modelCache")
     shm_size: str = key(Quantity(), derive.SHM_DEFAULT, "`/dev/shm`: a memory-backed emptyDir")
     hub_token: bool = key(Flag(), False, "mount the `hubToken` secret as `/var/run/secrets/model-hub/token`")
+    hub_endpoint: str | None = key(
+        Text("URL", pattern=HTTP_URL),
+        None,
+        "the model hub to download from, e.g. a mirror inside the network (`HF_ENDPOINT` of the server and of the "
+        "pre-stage Job)",
+        unset="huggingface.co",
+    )
     autoscaling: Autoscaling | None = key(
         Block(Autoscaling), None, "an autoscaler (HPA or KEDA) instead of a fixed replica count"
     )

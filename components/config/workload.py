@@ -197,6 +197,12 @@ class ModelCache:
     prestage_deadline_seconds: int = key(
         Int(60, 24 * 3600), 7200, "how long the download Job may take, retries included"
     )
+    prestage_image: str | None = key(
+        ImageRef(),
+        None,
+        "the image the pre-stage Job runs: Python 3 with huggingface_hub (`imageLock` may pin it)",
+        unset="the model's image (vLLM's has both)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

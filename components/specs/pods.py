@@ -124,6 +124,8 @@ def container_env(model: ModelConfig) -> list[wire.EnvVar]:
         # HF_TOKEN_PATH is read by huggingface_hub (vLLM); HF_TOKEN_FILE by the app/ server.
         env["HF_TOKEN_PATH"] = f"{HUB_TOKEN_DIR}/token"
         env["HF_TOKEN_FILE"] = f"{HUB_TOKEN_DIR}/token"
+    if model.hub_endpoint is not None:
+        env["HF_ENDPOINT"] = model.hub_endpoint
     if model.cache.prestage:
         # The Job downloaded the revision: the pods read it, and never reach for the hub.
         env["HF_HUB_OFFLINE"] = "1"

@@ -19,10 +19,12 @@ from components.specs.base import (
     Obj,
     Step,
     container_security_context,
+    merge_patch,
     meta,
     model_labels,
     pod_security_context,
     selector_labels,
+    toleration,
 )
 from components.specs.gpu_pool import GpuScheduling
 from components.specs.pods import pod_spec, server_container
@@ -130,6 +132,8 @@ def prestage_job(model: ModelConfig, image: Any) -> wire.Job | None:
     amounts = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}
     env = {"MODEL_ID": model.model_id, "MODEL_REVISION": model.model_revision, "HOME": "/tmp", "HF_HOME": CACHE_DIR}
     env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    if model.hub_endpoint is not None:
+        env["HF_ENDPOINT"] = model.hub_endpoint
     volumes: list[wire.Volume] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
         {"name": "model-cache", "persistentVolumeClaim": {"claimName": f"{model.name}-cache"}},
@@ -151,7 +155,7 @@ def prestage_job(model: ModelConfig, image: Any) -> wire.Job | None:
     }
     container: wire.Container = {
         "name": "prestage",
-        "image": image,
+        "image": model.cache.prestage_image or image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python3", "-c", PRESTAGE_SCRIPT],
         "env": [{"name": k, "value": v} for k, v in env.items()],
@@ -159,6 +163,20 @@ def prestage_job(model: ModelConfig, image: Any) -> wire.Job | None:
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
+    pod: wire.PodSpec = {
+        "restartPolicy": "Never",
+        "priorityClassName": model.priority_class.name,
+        "serviceAccountName": model.name,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    # Where the model's own nodeSelector and tolerations say, not the GPU pool's: it needs no GPU.
+    if model.node_selector:
+        pod["nodeSelector"] = dict(model.node_selector)
+    if model.tolerations:
+        pod["tolerations"] = [toleration(t) for t in model.tolerations]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -166,18 +184,7 @@ def prestage_job(model: ModelConfig, image: Any) -> wire.Job | None:
         "spec": {
             "backoffLimit": PRESTAGE_BACKOFF_LIMIT,
             "activeDeadlineSeconds": model.cache.prestage_deadline_seconds,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "priorityClassName": model.priority_class.name,
-                    "serviceAccountName": model.name,
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
 
@@ -258,9 +265,17 @@ def leader_worker_set(model: ModelConfig, image: Any, scheduling: GpuScheduling)
     serving = ("args", "ports", "startupProbe", "readinessProbe", "livenessProbe")
     worker = cast(wire.Container, {k: v for k, v in server.items() if k not in serving})
     worker["command"] = ["/bin/sh", "-c", f"exec ray start --address=$LWS_LEADER_ADDRESS:{RAY_PORT} --block"]
+    # The containerPatch has the last word in both (a command it sets replaces the Ray start-up); a worker takes none
+    # of its ports or probes, as it serves nothing.
+    patch = model.container_patch
+    leader = cast(wire.Container, merge_patch(leader, patch))
+    worker = cast(wire.Container, merge_patch(worker, {k: v for k, v in patch.items() if k not in serving[1:]}))
     labels = model_labels(model)
     spec: Obj = {
         "startupPolicy": "LeaderCreated",
+        # Each group's headless Service (the workers' leader address) is named after its leader pod: the Shared
+        # policy's one Service would take the LeaderWorkerSet's name, which is the model's Service's.
+        "networkConfig": {"subdomainPolicy": "UniquePerReplica"},
         "rolloutStrategy": {
             "type": "RollingUpdate",
             "rollingUpdateConfiguration": {

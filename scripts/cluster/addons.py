@@ -22,6 +22,7 @@ Usage: python scripts/cluster/addons.py [manifests|images|prometheus-service]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ CLUSTER_DNS = "10.96.0.10"  # scripts/cluster/real-node.sh's CLUSTER_DNS: the ku
 KEDA_NAMESPACE = "keda"
 PROMETHEUS_NAME = "local"
 PROMETHEUS_LB = "prometheus"  # the LoadBalancer Service make cluster-status prints
+LWS_NAMESPACE = "lws-system"
+STORAGE_NAMESPACE = "local-path-storage"
+STORAGE_CLASS = "local-path"  # the cluster's default class: claims without storageClassName get it
+# Where the provisioner makes volumes on the real node; scripts/cluster/real-node.sh's node_down removes it. Resolved:
+# a project copy that links .cluster (the e2e tests') re-applies the add-ons with the cluster's own path.
+VOLUMES_DIR = (ROOT / ".cluster").resolve() / "node" / "volumes"
 NOBODY = 65534
 
 
@@ -58,6 +65,8 @@ class Versions:
     kube_state_metrics: str
     keda: str
     inference_sim: str
+    lws: str
+    local_path: str
 
     @classmethod
     def load(cls, path: Path = ROOT / "scripts" / "k8s-versions.env") -> Versions:
@@ -73,6 +82,8 @@ class Versions:
             kube_state_metrics=env["KUBE_STATE_METRICS_VERSION"],
             keda=env["KEDA_VERSION"],
             inference_sim=env["INFERENCE_SIM_VERSION"],
+            lws=env["LWS_VERSION"],
+            local_path=env["LOCAL_PATH_PROVISIONER_VERSION"],
         )
 
     def images(self) -> dict[str, str]:
@@ -85,6 +96,9 @@ class Versions:
             "kube-state-metrics": self.kube_state_metrics,
             "keda-operator": self.keda,
             "keda-adapter": self.keda,
+            "lws-controller": self.lws,
+            "local-path-provisioner": self.local_path,
+            "local-path-helper": self.local_path,
             # Not an add-on: the vLLM stand-in the tests deploy models with, imported with the add-ons' images.
             STAND_IN: self.inference_sim,
         }
@@ -647,6 +661,259 @@ def keda(images: Mapping[str, str]) -> list[Manifest]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# LeaderWorkerSet controller
+
+
+def lws(images: Mapping[str, str]) -> list[Manifest]:
+    """The LeaderWorkerSet controller with its admission webhooks: it creates each group's leader StatefulSet and the
+    leader's worker StatefulSet; its pod webhook labels a group's pods (worker index, group key) and gives the workers
+    the leader's address. Its own certificate rotator makes the webhooks' serving certificate and CA, writes them to
+    the Secret the pod mounts and into the two webhook configurations' caBundle (names fixed in the controller)."""
+    ns = LWS_NAMESPACE
+    account = "lws-controller"
+    service_name, secret = "lws-webhook-service", "lws-webhook-server-cert"  # the controller's defaults
+    full = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    rules = [
+        rule([""], ["nodes"], ["get", "list", "patch", "update", "watch"]),
+        rule([""], ["pods", "services"], full),
+        rule([""], ["pods/finalizers"], ["update"]),
+        rule([""], ["secrets"], ["get", "list", "update", "watch"]),
+        rule(["", "events.k8s.io"], ["events"], ["create", "get", "list", "patch", "update", "watch"]),
+        rule(
+            ["admissionregistration.k8s.io"],
+            ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+            ["get", "list", "update", "watch"],
+        ),
+        rule(["apps"], ["controllerrevisions", "statefulsets"], full),
+        rule(["apps"], ["controllerrevisions/finalizers", "statefulsets/finalizers"], ["update"]),
+        rule(["apps"], ["controllerrevisions/status", "statefulsets/status"], ["get", "patch", "update"]),
+    ]
+    for group, kind in (
+        ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+        ("disaggregatedset.x-k8s.io", "disaggregatedsets"),
+    ):
+        rules += [
+            rule([group], [kind], full),
+            rule([group], [f"{kind}/finalizers"], ["update"]),
+            rule([group], [f"{kind}/status"], ["get", "patch", "update"]),
+        ]
+    config = {
+        "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+        "kind": "Configuration",
+        # One replica: no lease to wait for after a restart; the namespace is where the rotator keeps its Secret.
+        "leaderElection": {"leaderElect": False, "resourceNamespace": ns},
+        "internalCertManagement": {"enable": True, "webhookServiceName": service_name, "webhookSecretName": secret},
+        "webhook": {"port": 9443},
+        "health": {"healthProbeBindAddress": ":8081"},
+        "metrics": {"bindAddress": "0"},  # its metrics are not scraped here
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta("lws-config", ns),
+        "data": {"controller_manager_config.yaml": yaml.safe_dump(config, sort_keys=False)},
+    }
+    certs_dir = "/tmp/k8s-webhook-server/serving-certs"  # the controller's default certDir
+    spec = pod_spec(
+        account,
+        [
+            container(
+                "manager",
+                images["lws-controller"],
+                ["--config=/etc/lws/controller_manager_config.yaml", "--zap-log-level=info"],
+                resources("20m", "500m", "64Mi", "256Mi"),
+                ports=[{"name": "webhook", "containerPort": 9443}, {"name": "probes", "containerPort": 8081}],
+                livenessProbe=http_probe("/healthz", 8081, delay=10),
+                readinessProbe=http_probe("/readyz", 8081),
+                volumeMounts=[
+                    {"name": "config", "mountPath": "/etc/lws", "readOnly": True},
+                    {"name": "certs", "mountPath": certs_dir, "readOnly": True},
+                ],
+            )
+        ],
+        volumes=[
+            {"name": "config", "configMap": {"name": "lws-config"}},
+            {"name": "certs", "secret": {"secretName": secret}},
+        ],
+    )
+
+    def hook(name: str, path: str, group: str, resource: str, operations: list[str], **extra: Any) -> dict[str, Any]:
+        # No caBundle: the rotator fills it in.
+        return {
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"service": {"name": service_name, "namespace": ns, "path": path}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "rules": [{"apiGroups": [group], "apiVersions": ["v1"], "operations": operations, "resources": [resource]}],
+            **extra,
+        }
+
+    # The pod webhooks see only the groups' pods: every other pod is admitted without them.
+    group_pods = {
+        "objectSelector": {"matchExpressions": [{"key": "leaderworkerset.sigs.k8s.io/name", "operator": "Exists"}]}
+    }
+    lws_group, write = "leaderworkerset.x-k8s.io", ["CREATE", "UPDATE"]
+    mutating = [
+        hook(
+            "mleaderworkerset.kb.io",
+            "/mutate-leaderworkerset-x-k8s-io-v1-leaderworkerset",
+            lws_group,
+            "leaderworkersets",
+            write,
+        ),
+        hook("mpod.kb.io", "/mutate--v1-pod", "", "pods", ["CREATE"], **group_pods),
+    ]
+    validating = [
+        hook(
+            "vleaderworkerset.kb.io",
+            "/validate-leaderworkerset-x-k8s-io-v1-leaderworkerset",
+            lws_group,
+            "leaderworkersets",
+            write,
+        ),
+        hook("vpod.kb.io", "/validate--v1-pod", "", "pods", write, **group_pods),
+        hook(
+            "vdisaggregatedset.kb.io",
+            "/validate-disaggregatedset-x-k8s-io-v1-disaggregatedset",
+            "disaggregatedset.x-k8s.io",
+            "disaggregatedsets",
+            write,
+        ),
+    ]
+    return [
+        namespace(ns),
+        *account_with_role(account, ns, rules),
+        config_map,
+        # Created empty; the rotator writes the certificate and CA into it (server-side apply leaves its data alone).
+        {"apiVersion": "v1", "kind": "Secret", "metadata": meta(secret, ns), "type": "Opaque"},
+        deployment("lws-controller", ns, spec),
+        service(service_name, ns, [port("https", 443, 9443)], {"app.kubernetes.io/name": "lws-controller"}),
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": meta("lws-mutating-webhook-configuration"),
+            "webhooks": mutating,
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": meta("lws-validating-webhook-configuration"),
+            "webhooks": validating,
+        },
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Storage: local-path-provisioner
+
+
+def local_path(images: Mapping[str, str], volumes_dir: Path = VOLUMES_DIR) -> list[Manifest]:
+    """Dynamic volumes, as a cloud's CSI driver gives them: the default StorageClass, bound on creation. Shared-
+    filesystem mode: each volume is a directory under ``volumes_dir`` on the real node with no node affinity, so a
+    claim binds by itself and pods on any node may use it (the fake nodes' pods never mount it). A helper pod on the
+    real node makes and removes the directory (the project's helper, in place of the provisioner's shell scripts)."""
+    ns = STORAGE_NAMESPACE
+    account = "local-path-provisioner"
+    rules = [
+        rule([""], ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"], READ),
+        rule([""], ["persistentvolumes"], ["get", "list", "watch", "create", "patch", "update", "delete"]),
+        rule([""], ["events"], ["create", "patch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+    ]
+    own = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta(account, ns),
+        "rules": [rule([""], ["pods"], ["get", "list", "watch", "create", "patch", "update", "delete"])],
+    }
+    helper_binary = "/bin/local-path-helper"
+    config = {
+        "sharedFileSystemPath": str(volumes_dir),
+        "setupCommand": helper_binary,
+        "teardownCommand": helper_binary,
+    }
+    helper_image = images["local-path-helper"]
+    helper_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "helper-pod"},
+        "spec": {
+            "priorityClassName": PLATFORM_PRIORITY,
+            "nodeSelector": NODE_SELECTOR,  # the volumes are on the real node (the provisioner adds a toleration)
+            # Root, to make and remove directories under the node's root-owned volumes directory, including what the
+            # claim's pods wrote there as other users (DAC_OVERRIDE); nothing else.
+            "securityContext": {"runAsUser": 0, "runAsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "helper-pod",
+                    "image": helper_image,
+                    "imagePullPolicy": "Never",
+                    "resources": resources("10m", "100m", "16Mi", "64Mi"),
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]},
+                    },
+                }
+            ],
+        },
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta("local-path-config", ns),
+        "data": {
+            "config.json": json.dumps(config, indent=2),
+            "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
+        },
+    }
+    env = [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    args = [
+        "start",
+        "--config=/etc/config/config.json",
+        "--helper-pod-file=/etc/config/helperPod.yaml",
+        f"--helper-image={helper_image}",
+        f"--service-account-name={account}",
+        "--configmap-name=local-path-config",
+    ]
+    spec = pod_spec(
+        account,
+        [
+            container(
+                "local-path-provisioner",
+                images["local-path-provisioner"],
+                args,
+                resources("10m", "200m", "32Mi", "128Mi"),
+                env=env,
+                volumeMounts=[{"name": "config", "mountPath": "/etc/config", "readOnly": True}],
+            )
+        ],
+        volumes=[{"name": "config", "configMap": {"name": "local-path-config"}}],
+    )
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            **meta(STORAGE_CLASS),
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "rancher.io/local-path",
+        "volumeBindingMode": "Immediate",  # a claim binds on its own, before any pod uses it
+        "reclaimPolicy": "Delete",
+    }
+    return [
+        namespace(ns),
+        *account_with_role(account, ns, rules),
+        own,
+        binding(account, account, account, ns, namespace=ns, role_kind="Role"),
+        config_map,
+        deployment("local-path-provisioner", ns, spec),
+        storage_class,
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
 
 
 def manifests(images: Mapping[str, str], versions: Versions, monitoring: Monitoring) -> list[Manifest]:
@@ -657,6 +924,8 @@ def manifests(images: Mapping[str, str], versions: Versions, monitoring: Monitor
     out += prometheus(images, versions, monitoring)
     out += kube_state_metrics(images, monitoring)
     out += keda(images)
+    out += lws(images)
+    out += local_path(images)
     return out
 
 

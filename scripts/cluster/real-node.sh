@@ -49,7 +49,8 @@ NODE_HOST_RUN_DIRS=(/run/containerd /run/netns) # shim sockets, runc state, netn
 PAUSE_IMAGE=model-serving.local/pause:local
 APP_IMAGE=model-serving/server:local # the local stack's image.ref values; .cluster/images.json pins them by digest
 LLAMACPP_IMAGE=model-serving/llamacpp:local
-MODEL_IMAGES=("$APP_IMAGE" "$LLAMACPP_IMAGE")
+PRESTAGE_IMAGE=model-serving/prestage:local # app/prestage: what the tests' pre-staged models download with
+MODEL_IMAGES=("$APP_IMAGE" "$LLAMACPP_IMAGE" "$PRESTAGE_IMAGE")
 IMAGE_LOCK="$DIR/images.json"
 
 node_enabled() { [[ ${CLUSTER_REAL_NODE:-1} == 1 ]]; }
@@ -313,6 +314,7 @@ node_images() {
 		docker_lib_start_daemon "$data_root"
 		app_image "$cache" "$APP_IMAGE" "$LOGS/app-image-build.log"
 		llamacpp_image "$cache" "$LLAMACPP_IMAGE" "$LOGS/llamacpp-image-build.log"
+		prestage_image "$cache" "$PRESTAGE_IMAGE" "$LOGS/prestage-image-build.log"
 		local image
 		for image in "${MODEL_IMAGES[@]}"; do import_image "$image" "docker.io/$image"; done
 		if ! ctr_ images ls -q | grep -qx "$PAUSE_IMAGE"; then
@@ -483,7 +485,7 @@ node_down() {
 	remove_kubepods_cgroups
 	ip link del "$NODE_BRIDGE" 2>/dev/null || true
 	netfilter_cleanup
-	rm -rf "$NODE_RUN" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/ipam"
+	rm -rf "$NODE_RUN" "$NODE_DIR/kubelet" "$NODE_DIR/pod-logs" "$NODE_DIR/ipam" "$NODE_DIR/volumes"
 	node_restore_host
 	node_leftovers
 }
@@ -564,7 +566,8 @@ netfilter_leftovers() {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# add-ons: CoreDNS, Prometheus (operator, server, kube-state-metrics), KEDA (scripts/cluster/addons.py)
+# add-ons: CoreDNS, Prometheus (operator, server, kube-state-metrics), KEDA, the LeaderWorkerSet controller and
+# local-path-provisioner (scripts/cluster/addons.py)
 
 node_addons() {
 	local start=$SECONDS ns
@@ -580,7 +583,21 @@ node_addons() {
 	wait_for "Prometheus" 180 kubectl -n "$ns" wait --for condition=Available prometheus/local --timeout 5s
 	wait_for "KEDA's external metrics API" 120 kubectl wait --for condition=Available \
 		apiservice/v1beta1.external.metrics.k8s.io --timeout 5s
+	wait_for "local-path-provisioner" 120 kubectl -n local-path-storage wait --for condition=Available \
+		deployment/local-path-provisioner --timeout 5s
+	# Ready once the API server admits a LeaderWorkerSet through both webhooks (their caBundle is the rotator's).
+	wait_for "the LeaderWorkerSet controller and its webhooks" 180 lws_admits
 	say "add-ons ready in $((SECONDS - start))s; Prometheus at $(addons_prometheus_url)"
+}
+
+# lws_admits: a LeaderWorkerSet passes the controller's webhooks (a server-side dry run, nothing is created).
+lws_admits() {
+	kubectl create --dry-run=server -f - <<-EOF
+		{"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+		 "metadata": {"name": "admission-check", "namespace": "default"},
+		 "spec": {"leaderWorkerTemplate": {"size": 2, "workerTemplate": {"spec": {"containers": [
+		   {"name": "c", "image": "$PAUSE_IMAGE"}]}}}}}
+	EOF
 }
 
 # addons_prometheus_url: http://ADDRESS:PORT of the Prometheus LoadBalancer Service (empty until it has one).

@@ -161,12 +161,7 @@ class Stack:
     name: str
 
     def make(self, target: str, *args: str, check: bool = True, timeout: float = 900) -> Any:
-        if target == "up":
-            provide_cache_volumes(Kube(), self.project, self.name)
-        result = self.project.make(target, f"STACK={self.name}", *args, check=check, timeout=timeout)
-        if target in ("destroy", "down"):
-            release_cache_volumes(Kube())
-        return result
+        return self.project.make(target, f"STACK={self.name}", *args, check=check, timeout=timeout)
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return self.project.pulumi(*args, "--stack", self.name, check=check, timeout=timeout)
@@ -192,40 +187,6 @@ class Stack:
         return result
 
 
-def provide_cache_volumes(kube: Kube, project: Project, stack: str) -> None:
-    """What a cloud's storage provisioner would do, for the local cluster, which has none: a PersistentVolume
-    reserved for each model cache claim (modelCache.type pvc) of the stack, so the claim binds and the prestage
-    Job's pod schedules (kwok completes it). A volume a deleted claim left Released is made anew."""
-    config = project.config(stack)
-    prefix = config.get("namespace", "models")
-    for model in config["models"]:
-        cache = model.get("modelCache") or {}
-        if cache.get("type") != "pvc":
-            continue
-        namespace, claim = model.get("namespace", f"{prefix}-{model['name']}"), f"{model['name']}-cache"
-        name = f"{namespace}-{claim}"
-        current = kube.run("get", "pv", name, "-o", "json", "--ignore-not-found").stdout.strip()
-        if current and json.loads(current)["status"].get("phase") == "Bound":
-            continue
-        if current:
-            kube.run("delete", "pv", name, "--wait=true")
-        volume = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "model-serving-e2e"}},
-            "spec": {
-                "capacity": {"storage": cache.get("size", "8Gi")},
-                "accessModes": [cache.get("accessMode", "ReadWriteOnce")],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": cache.get("storageClass", ""),
-                "claimRef": {"namespace": namespace, "name": claim},
-                # Never mounted: the claim's pods run on kwok's nodes.
-                "hostPath": {"path": f"/var/lib/model-serving-e2e/{name}", "type": "DirectoryOrCreate"},
-            },
-        }
-        kube.run("apply", "-f", "-", stdin=json.dumps(volume))
-
-
 def planned_objects(project: Project, stack: str) -> dict[str, list[str]]:
     """What the program registers for each model of the project's stack, by kind: `namespace/name`."""
     raw = {k: v for k, v in project.config(stack).items() if k not in SECRET_KEYS}
@@ -243,13 +204,6 @@ def planned_objects(project: Project, stack: str) -> dict[str, list[str]]:
         for step in steps:
             found.setdefault(step.obj["kind"], []).append(f"{model.namespace}/{step.obj['metadata']['name']}")
     return found
-
-
-def release_cache_volumes(kube: Kube) -> None:
-    """Delete the volumes :func:`provide_cache_volumes` made whose claims are gone."""
-    for volume in kube.items("pv", selector="app.kubernetes.io/part-of=model-serving-e2e"):
-        if volume["status"].get("phase") == "Released":
-            kube.run("delete", "pv", volume["metadata"]["name"], "--wait=false")
 
 
 def new_stack(project: Project, name: str, *, secrets: dict[str, str] | None = None) -> Stack:

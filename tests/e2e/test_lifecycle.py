@@ -91,6 +91,11 @@ def test_the_multi_node_model_is_a_leader_worker_set_of_two_nodes(deployed: Stac
     assert template["workerTemplate"]["metadata"]["labels"]["model-serving.dev/role"] == "worker"
     service = kube.get("service", "llama-70b", "-n", "e2e-llama-70b")
     assert service["spec"]["selector"]["model-serving.dev/role"] == "leader"
+    # The LeaderWorkerSet controller formed the group: a leader and a worker, one GPU node each (the fake ones).
+    pods = kube.items("pods", "e2e-llama-70b", "leaderworkerset.sigs.k8s.io/name=llama-70b")
+    roles = sorted(p["metadata"]["labels"]["model-serving.dev/role"] for p in pods)
+    assert roles == ["leader", "worker"] and all(p["status"]["phase"] == "Running" for p in pods), roles
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2
 
 
 def test_gpu_pods_land_on_the_pool_with_whole_gpus(deployed: Stack, kube: Kube) -> None:
@@ -114,8 +119,10 @@ def test_gpu_pods_land_on_the_pool_with_whole_gpus(deployed: Stack, kube: Kube) 
             assert node["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"
             taints = {(t["key"], t["effect"]) for t in node["spec"].get("taints", [])}
             assert ("nvidia.com/gpu", "NoSchedule") in taints
-    llama = _model(deployed, "llama")
-    assert gpu_pods == llama["autoscaling"]["minReplicas"] + llama["canary"].get("replicas", 1)
+    llama, llama_70b = _model(deployed, "llama"), _model(deployed, "llama-70b")
+    group = kube.get("leaderworkersets.leaderworkerset.x-k8s.io", "llama-70b", "-n", "e2e-llama-70b")
+    group_pods = llama_70b["replicas"] * group["spec"]["leaderWorkerTemplate"]["size"]  # made by the LWS controller
+    assert gpu_pods == llama["autoscaling"]["minReplicas"] + llama["canary"].get("replicas", 1) + group_pods
     # The fake GPU nodes add up to the budget (the real node's two GPUs are for the stacks that choose it).
     assert config["gpuPool"]["gpuBudget"] == sum(
         int(n["status"]["allocatable"].get("nvidia.com/gpu", 0))

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import Kube, new_stack, planned_objects, provide_cache_volumes, wait_until
+from tests.e2e.conftest import Kube, new_stack, planned_objects, wait_until
 from tests.project import Project, restore_sigint
 
 
@@ -23,8 +23,8 @@ def _objects(kube: Kube, namespaces: set[str]) -> dict[str, list[str]]:
                 continue  # the hub token only, not service-account tokens
             if item["kind"] == "ServiceAccount" and item["metadata"]["name"] == "default":
                 continue  # every namespace's own
-            if any(o["kind"] == "ScaledObject" for o in item["metadata"].get("ownerReferences", [])):
-                continue  # KEDA's HPA, not the program's
+            if any(o["kind"] in ("ScaledObject", "Pod") for o in item["metadata"].get("ownerReferences", [])):
+                continue  # KEDA's HPA, a LeaderWorkerSet group's headless Service (its leader's): not the program's
             found.setdefault(item["kind"], []).append(f"{namespace}/{item['metadata']['name']}")
     return found
 
@@ -56,7 +56,6 @@ def _descendants(root: int) -> list[int]:
 
 def test_killed_up_is_recovered_and_converges(e2e_project: Project, kube: Kube, hub_token: str) -> None:
     stack = new_stack(e2e_project, "e2e", secrets={"hubToken": hub_token})
-    provide_cache_volumes(kube, e2e_project, "e2e")
     up = subprocess.Popen(
         ["make", "--silent", "-C", str(e2e_project.path), "up", "STACK=e2e"],
         env=e2e_project.environment(),

@@ -9,55 +9,30 @@ toleration), with the simulator's image and the program's vLLM flags mapped to t
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from components import specs
-from components.config import SECRET_KEYS, parse_stack_config
 from tests.e2e.conftest import KUBECONFIG, Kube, Load, Stack, new_stack, record_timing, wait_until
+from tests.e2e.stand_in import (
+    NODE,
+    NODE_GPUS,
+    SERVED,
+    chat,
+    keda_on_the_queue,
+    on_the_real_node,
+    ready,
+    rendered,
+    simulator_patch,
+)
 from tests.project import Project
 
 STACK = "e2e"
 PREFIX = "sim"  # the tests' own namespaces
 NAMESPACE = f"{PREFIX}-llama"
-NODE = "model-serving-node"
-STAND_IN = "model-serving.local/llm-d-inference-sim:v0.10.2"  # scripts/k8s-versions.env, pinned by images.json
-SERVED = "fake/llama"  # a name the simulator knows is no hub model: it loads no tokenizer
-NODE_GPUS = 2  # scripts/cluster/real-node.sh
 TIMINGS = KUBECONFIG.parent / "logs" / "e2e-vllm.json"
-LOCAL_NODE = {"model-serving.dev/node": "local"}
-LOCAL_TOLERATION = {"key": "model-serving.dev/node", "operator": "Equal", "value": "local", "effect": "NoSchedule"}
-
-
-def stand_in_args(program_args: list[str]) -> list[str]:
-    """The program's vLLM arguments as the simulator takes them: the one place they are mapped.
-
-    - `--host`, `--revision`, `--tensor-parallel-size`, `--gpu-memory-utilization`: vLLM's, which the simulator
-      rejects; it listens on every address and has no weights, GPUs or revisions. Dropped with their values.
-    - `--model`: a name the simulator serves without a tokenizer from the hub (which it cannot reach here).
-    - `--port`, `--max-model-len`, `--max-num-seqs`: kept (the latter is the batch a replica decodes at once, so
-      more requests wait in its queue).
-    - Added: the latencies of a model that decodes (a second to the first token, 50 ms a token), so requests take
-      long enough to queue, and one sequence at a time.
-    """
-    dropped = {"--host", "--revision", "--tensor-parallel-size", "--gpu-memory-utilization"}
-    args, i = [], 0
-    while i < len(program_args):
-        flag, value = program_args[i], program_args[i + 1]
-        i += 2
-        if flag in dropped:
-            continue
-        if flag == "--model":
-            value = SERVED
-        if flag == "--max-num-seqs":
-            value = "1"
-        args += [flag, value]
-    return [*args, "--time-to-first-token", "1s", "--inter-token-latency", "50ms", "--mode", "random"]
 
 
 def _stand_in_model(project: Project) -> dict[str, Any]:
@@ -66,29 +41,8 @@ def _stand_in_model(project: Project) -> dict[str, Any]:
     model = next(m for m in config["models"] if m["name"] == "llama")
     for key in ("canary", "routing", "hubToken"):
         model.pop(key, None)
-    model.update(
-        image={"ref": STAND_IN},
-        # The simulator holds no weights and fetches none: what it serves is in its image, as a baked model's weights
-        # are (env MODEL_DIR; the policy pack's model-revision rule then pins it by the image's digest).
-        modelDir="/models/fake-llama",
-        resources={"cpu": "100m", "memory": "256Mi", "ephemeralStorage": "3Gi"},
-        modelCache={"type": "emptyDir", "size": "256Mi"},
-        rollout={"maxSurge": 0, "maxUnavailable": 1},
-        nodeSelector=LOCAL_NODE,
-        tolerations=[LOCAL_TOLERATION],
-        service={"type": "LoadBalancer", "port": 80, "sourceRanges": ["127.0.0.0/8"]},
-        autoscaling={
-            "driver": "keda",
-            "minReplicas": 1,
-            "maxReplicas": NODE_GPUS,
-            "metric": {"type": "pods", "name": "vllm:num_requests_waiting", "targetAverageValue": "1"},
-            "pollingInterval": 5,
-            "scaleDownWindowSeconds": 30,
-        },
-    )
-    raw = {k: v for k, v in config.items() if k not in SECRET_KEYS}
-    parsed = parse_stack_config({**raw, "namespace": PREFIX, "gateway": {}, "models": [model]})
-    model["containerPatch"] = {"args": stand_in_args(specs.container_args(parsed.models[0]))}
+    on_the_real_node(model, autoscaling=keda_on_the_queue(NODE_GPUS))
+    model["containerPatch"] = simulator_patch(rendered(config, model, namespace=PREFIX))
     return model
 
 
@@ -116,28 +70,15 @@ def _pods(kube: Kube) -> list[dict[str, Any]]:
     ]
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def _chat(url: str) -> dict[str, Any]:
-    body = json.dumps({"model": SERVED, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 20})
-    request = urllib.request.Request(f"{url}/v1/chat/completions", body.encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        assert response.status == 200
-        answer: dict[str, Any] = json.load(response)
-    return answer
-
-
 def test_the_vllm_model_runs_on_the_real_node_holding_its_gpu(deployed: Stack, kube: Kube) -> None:
     node = kube.get("node", NODE)
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == str(NODE_GPUS)
     (pod,) = _pods(kube)
-    assert pod["spec"]["nodeName"] == NODE and pod["status"]["phase"] == "Running" and _ready(pod)
+    assert pod["spec"]["nodeName"] == NODE and pod["status"]["phase"] == "Running" and ready(pod)
     assert pod["spec"]["runtimeClassName"] == "nvidia"
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["spec"]["containers"][0]["image"].startswith("model-serving.local/llm-d-inference-sim@sha256:")
-    answer = _chat(deployed.endpoint("llama"))
+    answer = chat(deployed.endpoint("llama"))
     assert answer["model"] == SERVED and answer["choices"][0]["message"]["content"]
     metrics = kube.run(
         "get", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}:8000/proxy/metrics"
@@ -150,13 +91,13 @@ def test_queue_depth_on_vllms_metric_scales_out_to_the_gpus_and_back(deployed: S
     url = deployed.endpoint("llama")
 
     def request() -> str | None:
-        return None if _chat(url)["choices"] else "no choices"
+        return None if chat(url)["choices"] else "no choices"
 
     start = time.monotonic()
     with Load(request, clients=4, limit=300) as load:
         wait_until(
             f"{NODE_GPUS} ready replicas under load",
-            lambda: sum(_ready(p) for p in _pods(kube)) == NODE_GPUS,
+            lambda: sum(ready(p) for p in _pods(kube)) == NODE_GPUS,
             timeout=240,
             interval=2,
         )
@@ -174,7 +115,7 @@ def test_a_rollout_on_an_exact_gpu_budget_completes(deployed: Stack, kube: Kube)
     model["autoscaling"].update(minReplicas=NODE_GPUS, maxReplicas=NODE_GPUS)
     result = _deploy(deployed, model)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    wait_until("two ready replicas", lambda: sum(_ready(p) for p in _pods(kube)) == NODE_GPUS, timeout=180)
+    wait_until("two ready replicas", lambda: sum(ready(p) for p in _pods(kube)) == NODE_GPUS, timeout=180)
     model["env"] = {"E2E_ROLL": "1"}
     start = time.monotonic()
     result = _deploy(deployed, model)
@@ -182,7 +123,7 @@ def test_a_rollout_on_an_exact_gpu_budget_completes(deployed: Stack, kube: Kube)
     kube.run("rollout", "status", "deployment/llama", "-n", NAMESPACE, "--timeout=180s", timeout=200)
     record_timing(TIMINGS, "exact_budget_rollout_seconds", time.monotonic() - start)
     pods = _pods(kube)
-    assert len(pods) == NODE_GPUS and all(_ready(p) for p in pods)
+    assert len(pods) == NODE_GPUS and all(ready(p) for p in pods)
     for pod in pods:
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env.get("E2E_ROLL") == "1", pod["metadata"]["name"]

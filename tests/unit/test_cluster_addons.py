@@ -4,11 +4,13 @@ one more replica of each fit the node's two CPUs."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.harness import ROOT, load_script
@@ -49,7 +51,7 @@ def test_objects_are_valid_kubernetes(obj: dict[str, Any]) -> None:
 
 def test_the_platform_is_what_the_cluster_runs() -> None:
     kinds = Counter(o["kind"] for o in OBJECTS)
-    assert kinds["Deployment"] == 5 and kinds["Prometheus"] == 1 and kinds["APIService"] == 1
+    assert kinds["Deployment"] == 7 and kinds["Prometheus"] == 1 and kinds["APIService"] == 1
     assert set(PODS) == {
         "coredns",
         "prometheus-operator",
@@ -57,6 +59,8 @@ def test_the_platform_is_what_the_cluster_runs() -> None:
         "kube-state-metrics",
         "keda-operator",
         "keda-metrics-apiserver",
+        "lws-controller",
+        "local-path-provisioner",
     }
 
 
@@ -132,3 +136,58 @@ def test_the_platform_the_models_and_one_more_replica_of_each_fit_the_node() -> 
     platform += float(parse_quantity(reloader.split("=", 1)[1]))  # the sidecar the operator adds to Prometheus
     models = sum(2 * float(parse_quantity(m.resources.cpu)) for m in typed("local").models)
     assert platform + models <= NODE_CPU, f"platform {platform:.3f} + two of each model {models:.3f} CPUs"
+
+
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [o for o in OBJECTS if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    return found
+
+
+def test_the_leaderworkerset_webhooks_are_the_ones_its_certificate_rotator_fills_in() -> None:
+    # The rotator patches the caBundle of these two names (fixed in the controller) and serves the Service's DNS name.
+    mutating = _one("MutatingWebhookConfiguration", "lws-mutating-webhook-configuration")
+    validating = _one("ValidatingWebhookConfiguration", "lws-validating-webhook-configuration")
+    config = yaml.safe_load(_one("ConfigMap", "lws-config")["data"]["controller_manager_config.yaml"])
+    certs = config["internalCertManagement"]
+    assert certs["enable"] is True and config["leaderElection"]["resourceNamespace"] == addons.LWS_NAMESPACE
+    service = _one("Service", certs["webhookServiceName"])
+    assert service["metadata"]["namespace"] == addons.LWS_NAMESPACE
+    assert service["spec"]["ports"][0]["targetPort"] == config["webhook"]["port"] == 9443
+    secret = _one("Secret", certs["webhookSecretName"])
+    assert "data" not in secret  # the rotator's to write; server-side apply then leaves it alone
+    mounted = {v["name"]: v for v in PODS["lws-controller"]["volumes"]}
+    assert mounted["certs"]["secret"]["secretName"] == certs["webhookSecretName"]
+    for hook in mutating["webhooks"] + validating["webhooks"]:
+        assert hook["clientConfig"]["service"] == {
+            **hook["clientConfig"]["service"],
+            "name": service["metadata"]["name"],
+        }
+        assert "caBundle" not in hook["clientConfig"]
+        if hook["rules"][0]["resources"] == ["pods"]:
+            # Only a group's pods go through the controller: every other pod of the cluster is admitted without it.
+            assert hook["objectSelector"]["matchExpressions"] == [
+                {"key": "leaderworkerset.sigs.k8s.io/name", "operator": "Exists"}
+            ]
+    assert {h["name"] for h in mutating["webhooks"]} == {"mleaderworkerset.kb.io", "mpod.kb.io"}
+
+
+def test_claims_bind_by_themselves_to_volumes_on_the_real_node_that_cluster_down_removes() -> None:
+    default = _one("StorageClass")
+    assert default["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert default["volumeBindingMode"] == "Immediate" and default["reclaimPolicy"] == "Delete"
+    data = _one("ConfigMap", "local-path-config")["data"]
+    config = json.loads(data["config.json"])
+    # Shared-filesystem mode: no node affinity, so a claim of a pod on a fake node binds too.
+    assert config["sharedFileSystemPath"] == str(addons.VOLUMES_DIR) and "nodePathMap" not in config
+    assert config["setupCommand"] == config["teardownCommand"] == "/bin/local-path-helper"
+    helper = yaml.safe_load(data["helperPod.yaml"])
+    assert helper["spec"]["nodeSelector"] == addons.NODE_SELECTOR
+    assert helper["spec"]["containers"][0]["image"] == IMAGES["local-path-helper"]
+    assert helper["spec"]["containers"][0]["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["DAC_OVERRIDE"],
+    }
+    node_script = (ROOT / "scripts" / "cluster" / "real-node.sh").read_text()
+    cluster = (ROOT / ".cluster").resolve()  # a project copy's link to the cluster's own directory, resolved
+    assert cluster / "node" / "volumes" == addons.VOLUMES_DIR
+    assert re.search(r'rm -rf .*"\$NODE_DIR/volumes"', node_script)

@@ -19,6 +19,7 @@ from tests.unit.mocking import SERVICE, Components, model, run_model_service, ty
 IMAGE = "registry.example.com/model-serving/server:1.2.3"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 GPU = "nvidia.com/gpu"
+TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "models", "effect": "NoSchedule"}
 
 
 def _scheduling(stack: str = "prod", edits: dict[str, Any] | None = None) -> specs.GpuScheduling:
@@ -338,6 +339,35 @@ def test_only_the_prestaged_model_reads_its_cache_offline() -> None:
     for m in (EMBEDDINGS, MINILM):
         assert "HF_HUB_OFFLINE" not in {e["name"] for e in _container(m)["env"]}
         assert not _mounts(m)[specs.CACHE_DIR].get("readOnly")
+
+
+def test_a_hub_mirror_and_a_download_image_reach_the_server_and_the_pre_stage_job() -> None:
+    mirror, staging = "http://hub-mirror.internal:8080", "registry.example.com/tools/hub-download:1.0"
+    llama = model("e2e", "llama", {"models[0].hubEndpoint": mirror, "models[0].modelCache.prestageImage": staging})
+    job = specs.prestage_job(llama, IMAGE)
+    assert job is not None
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == staging
+    assert {e["name"]: e["value"] for e in container["env"]}["HF_ENDPOINT"] == mirror
+    assert {e["name"]: e["value"] for e in _container(llama)["env"]}["HF_ENDPOINT"] == mirror
+    # The model's own placement, without the GPU pool's: the download needs no GPU.
+    placed = model("e2e", "llama", {"models[0].nodeSelector": {"zone": "a"}, "models[0].tolerations": [TOLERATION]})
+    job = specs.prestage_job(placed, IMAGE)
+    assert job is not None
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"zone": "a"} and pod["tolerations"] == [{**TOLERATION}]
+    assert "nodeSelector" not in (specs.prestage_job(LLAMA, IMAGE) or {})["spec"]["template"]["spec"]
+    # Unset: the model's own image, and huggingface_hub's default hub.
+    job = specs.prestage_job(LLAMA, IMAGE)
+    assert job is not None and job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert "HF_ENDPOINT" not in {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "HF_ENDPOINT" not in {e["name"] for e in _container(LLAMA)["env"]}
+
+
+@pytest.mark.parametrize("bad", ["hub-mirror:8080", "ftp://hub", "http://"])
+def test_a_hub_endpoint_that_is_no_http_url_is_refused_naming_the_key(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"models\[0\]\.hubEndpoint"):
+        model("e2e", "llama", {"models[0].hubEndpoint": bad})
 
 
 @MODELS

@@ -90,6 +90,13 @@ def test_refs_in_the_lock_are_pinned_and_the_others_stay_as_written() -> None:
     assert pinned.models[1].name == "embeddings" and pinned.gpu_pool == stack.gpu_pool
 
 
+def test_the_lock_pins_the_pre_stage_image() -> None:
+    staging = "registry.example.com/tools/hub-download:1.0"
+    stack = typed("e2e", {"models[0].modelCache.prestageImage": staging})
+    pinned = pin_images(stack, {staging: PINNED})
+    assert pinned.models[0].cache.prestage_image == PINNED and pinned.models[0].image == stack.models[0].image
+
+
 def test_a_model_that_builds_its_image_is_left_alone() -> None:
     stack = typed("dev")
     assert stack.models[0].image.build is not None

@@ -100,6 +100,9 @@ def test_the_leader_worker_set_runs_vllm_over_ray_on_each_nodes_gpus() -> None:
     spec = lws["spec"]
     assert spec["replicas"] == 1 and spec["leaderWorkerTemplate"]["size"] == 2
     assert spec["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
+    # Not the Shared subdomain policy, whose headless Service would be named as the model's Service is.
+    assert spec["networkConfig"] == {"subdomainPolicy": "UniquePerReplica"}
+    assert specs.service(BIG)["metadata"]["name"] == lws["metadata"]["name"]
     leader = spec["leaderWorkerTemplate"]["leaderTemplate"]
     worker = spec["leaderWorkerTemplate"]["workerTemplate"]
     assert leader["metadata"]["labels"][specs.ROLE_LABEL] == "leader"
@@ -116,6 +119,19 @@ def test_the_leader_worker_set_runs_vllm_over_ray_on_each_nodes_gpus() -> None:
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     for template in (leader, worker):
         assert template["spec"]["nodeSelector"] == dict(SCHEDULING.node_selector)
+
+
+def test_a_container_patch_has_the_last_word_in_leader_and_workers_but_gives_workers_no_probes() -> None:
+    patch = {"command": ["/bin/engine"], "args": ["--serve"], "env": [{"name": "A", "value": "1"}]}
+    patch |= {"readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}}}
+    patched = model("e2e", "llama-70b", {"models[3].containerPatch": patch})
+    template = specs.workload(patched, "img", SCHEDULING)["spec"]["leaderWorkerTemplate"]
+    (leader,) = template["leaderTemplate"]["spec"]["containers"]
+    (worker,) = template["workerTemplate"]["spec"]["containers"]
+    assert leader["command"] == worker["command"] == ["/bin/engine"]
+    assert leader["args"] == worker["args"] == ["--serve"] and leader["env"] == worker["env"] == patch["env"]
+    assert leader["readinessProbe"]["httpGet"]["path"] == "/ready" and "ports" in leader  # merged, as in a Deployment
+    assert not {"ports", "startupProbe", "readinessProbe", "livenessProbe"} & set(worker)
 
 
 def test_the_service_selects_leaders_and_the_group_talks_to_itself() -> None:

@@ -65,6 +65,8 @@ var kinds = map[string][]schema.GroupKind{
 	},
 	// LeaderWorkerSet: multi-host model servers (one leader and its workers per replica).
 	"sigs.k8s.io/lws/api/leaderworkerset/v1": {{Group: "leaderworkerset.x-k8s.io", Kind: "LeaderWorkerSet"}},
+	// Not used by the stacks: the LeaderWorkerSet controller (scripts/cluster/addons.py) watches it from its start.
+	"sigs.k8s.io/lws/api/disaggregatedset/v1": {{Group: "disaggregatedset.x-k8s.io", Kind: "DisaggregatedSet"}},
 }
 
 const gatewayGroup = "gateway.networking.k8s.io"
